@@ -1,0 +1,270 @@
+"""The shard format (v1): the one contract between `simgen` (writes) and `distill` (reads).
+
+This module is the only place that knows how a dataset is laid out on disk. It needs numpy,
+Pillow and the standard library only: no `bpy`, no `torch`. docs/shard-format.md describes the
+same format for people.
+
+    OUT/manifest.json
+    OUT/shards/shard-000000.tar, ...     WebDataset layout: members KEY.EXT
+
+Per sample (KEY = zero-padded global sample index): KEY.rgb.png (8-bit sRGB), KEY.depth.png
+(16-bit planar z-depth, metres x depth_scale, 0 = invalid), KEY.inst.png (16-bit instance ids,
+0 = none), KEY.json (camera, instances, scene record).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import io
+import json
+import os
+import tarfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+from PIL import Image
+
+FORMAT_NAME = "simgen-shards"
+FORMAT_VERSION = 1
+MANIFEST = "manifest.json"
+SHARD_DIR = "shards"
+KEY_DIGITS = 9
+SHARD_SUFFIX = ".tar"
+TMP_MARK = ".tmp-"  # a shard being written: shard-000003.tar.tmp-<pid>; never read
+EXTENSIONS = ("rgb.png", "depth.png", "inst.png", "json")
+
+
+class ShardError(Exception):
+    """A dataset, shard or sample that cannot be read; the message names which."""
+
+
+@dataclass
+class Sample:
+    """One rendered view. depth is float32 metres (0 = invalid); inst is uint16 (0 = none)."""
+
+    index: int
+    rgb: np.ndarray
+    depth: np.ndarray
+    inst: np.ndarray
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def key(self) -> str:
+        return f"{self.index:0{KEY_DIGITS}d}"
+
+
+# ----------------------------------------------------------------------------------- encoding
+
+
+def encode_depth(depth_m: np.ndarray, depth_scale: float) -> np.ndarray:
+    """Metres -> uint16 units. Non-finite, non-positive and unrepresentably far depths become 0."""
+    d = np.asarray(depth_m, dtype=np.float64) * depth_scale
+    valid = np.isfinite(d) & (d > 0.5) & (d <= 65535)
+    return np.where(valid, np.rint(np.where(valid, d, 0)), 0).astype(np.uint16)
+
+
+def decode_depth(units: np.ndarray, depth_scale: float) -> np.ndarray:
+    """uint16 units -> float32 metres; 0 stays 0 (invalid)."""
+    return units.astype(np.float32) / np.float32(depth_scale)
+
+
+def _png_bytes(array: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    # uint16 HxW arrays become mode "I;16", which Pillow writes as 16-bit greyscale PNG.
+    Image.fromarray(array).save(buf, format="PNG", compress_level=1)
+    return buf.getvalue()
+
+
+def _png_array(data: bytes) -> np.ndarray:
+    with Image.open(io.BytesIO(data)) as im:
+        arr = np.array(im)
+    if arr.dtype in (np.int32, np.uint32, np.int64):  # Pillow may widen 16-bit greyscale
+        arr = arr.astype(np.uint16)
+    return arr
+
+
+def encode_sample(sample: Sample, depth_scale: float) -> dict[str, bytes]:
+    assert sample.rgb.dtype == np.uint8 and sample.rgb.ndim == 3, "rgb must be HxWx3 uint8"
+    assert sample.inst.max(initial=0) <= 65535, "instance ids must fit 16 bits"
+    return {
+        "rgb.png": _png_bytes(np.ascontiguousarray(sample.rgb)),
+        "depth.png": _png_bytes(encode_depth(sample.depth, depth_scale)),
+        "inst.png": _png_bytes(np.ascontiguousarray(sample.inst.astype(np.uint16))),
+        "json": json.dumps(sample.meta, sort_keys=True).encode(),
+    }
+
+
+def decode_sample(index: int, members: dict[str, bytes], depth_scale: float) -> Sample:
+    missing = [e for e in EXTENSIONS if e not in members]
+    if missing:
+        raise ShardError(f"sample {index:0{KEY_DIGITS}d} lacks {', '.join(missing)}")
+    return Sample(
+        index=index,
+        rgb=_png_array(members["rgb.png"])[..., :3],
+        depth=decode_depth(_png_array(members["depth.png"]), depth_scale),
+        inst=_png_array(members["inst.png"]).astype(np.uint16),
+        meta=json.loads(members["json"]),
+    )
+
+
+# ---------------------------------------------------------------------------------- shard files
+
+
+def shard_name(shard_index: int) -> str:
+    return f"shard-{shard_index:06d}{SHARD_SUFFIX}"
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def write_shard(path: Path, samples: list[Sample], depth_scale: float) -> dict[str, Any]:
+    """Write samples to `path` atomically: a temporary name first, renamed when complete.
+
+    Returns the manifest record of the shard (name, first_index, count, sha256, bytes).
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f"{path.name}{TMP_MARK}{os.getpid()}")
+    with tarfile.open(tmp, "w", format=tarfile.PAX_FORMAT) as tar:
+        for s in samples:
+            for ext, data in encode_sample(s, depth_scale).items():
+                info = tarfile.TarInfo(f"{s.key}.{ext}")
+                info.size = len(data)
+                info.mtime = 0  # byte-identical shards for identical samples
+                tar.addfile(info, io.BytesIO(data))
+    with open(tmp, "rb") as f:
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    return {
+        "name": path.name,
+        "first_index": samples[0].index if samples else None,
+        "count": len(samples),
+        "sha256": sha256_file(path),
+        "bytes": path.stat().st_size,
+    }
+
+
+def iter_shard(path: Path, depth_scale: float) -> Iterator[Sample]:
+    """Samples of one shard file, in order. Errors name the shard and the sample."""
+    path = Path(path)
+    current: int | None = None
+    members: dict[str, bytes] = {}
+    try:
+        with tarfile.open(path, "r") as tar:
+            for info in tar:
+                if not info.isfile():
+                    continue
+                key, _, ext = info.name.partition(".")
+                if not key.isdigit():
+                    raise ShardError(f"unexpected member {info.name!r}")
+                index = int(key)
+                if current is not None and index != current:
+                    yield decode_sample(current, members, depth_scale)
+                    members = {}
+                current = index
+                members[ext] = tar.extractfile(info).read()
+            if current is not None:
+                yield decode_sample(current, members, depth_scale)
+    except ShardError as e:
+        raise ShardError(f"{path}: {e}") from None
+    except (tarfile.TarError, OSError, ValueError, EOFError) as e:
+        where = f" near sample {current:0{KEY_DIGITS}d}" if current is not None else ""
+        raise ShardError(f"{path}{where}: corrupt or truncated shard ({e})") from None
+
+
+# ------------------------------------------------------------------------------------ manifests
+
+
+def manifest_path(root: Path) -> Path:
+    return Path(root) / MANIFEST
+
+
+def load_manifest(root: Path) -> dict[str, Any] | None:
+    """The dataset manifest, or None when there is none. A foreign or broken one is an error."""
+    path = manifest_path(root)
+    if not path.exists():
+        return None
+    try:
+        manifest = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as e:
+        raise ShardError(f"{path}: unreadable manifest ({e})") from None
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT_NAME:
+        raise ShardError(f"{path}: not a {FORMAT_NAME} manifest")
+    if manifest.get("version") != FORMAT_VERSION:
+        raise ShardError(
+            f"{path}: shard format version {manifest.get('version')}, this reader knows {FORMAT_VERSION}"
+        )
+    return manifest
+
+
+def save_manifest(root: Path, manifest: dict[str, Any]) -> None:
+    """Replace the manifest atomically (write a temporary file, fsync, rename)."""
+    path = manifest_path(root)
+    tmp = path.with_name(f"{path.name}{TMP_MARK}{os.getpid()}")
+    tmp.write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n")
+    with open(tmp, "rb") as f:
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+@contextlib.contextmanager
+def manifest_lock(root: Path) -> Iterator[None]:
+    """Exclusive lock for read-modify-write of the manifest: several processes (local workers,
+    job-array tasks on a shared file system) may commit shards to one dataset."""
+    lock = Path(root) / ".manifest.lock"
+    with open(lock, "a") as f:
+        fcntl.flock(f.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f.fileno(), fcntl.LOCK_UN)
+
+
+# -------------------------------------------------------------------------------------- reading
+
+
+class Dataset:
+    """Read access to a finished or growing dataset: only committed shards are visible."""
+
+    def __init__(self, root: str | os.PathLike):
+        self.root = Path(root)
+        manifest = load_manifest(self.root)
+        if manifest is None:
+            raise ShardError(f"{self.root}: no {MANIFEST}; not a simgen dataset (render one with `simgen render`)")
+        self.manifest = manifest
+        self.depth_scale = float(manifest["depth"]["scale"])
+
+    @property
+    def shards(self) -> list[dict[str, Any]]:
+        return sorted(self.manifest["shards"].values(), key=lambda r: r["first_index"])
+
+    def shard_path(self, record: dict[str, Any]) -> Path:
+        return self.root / SHARD_DIR / record["name"]
+
+    def __len__(self) -> int:
+        return sum(r["count"] for r in self.shards)
+
+    def iter_samples(self, shard_records: list[dict[str, Any]] | None = None) -> Iterator[Sample]:
+        for record in self.shards if shard_records is None else shard_records:
+            path = self.shard_path(record)
+            if not path.exists():
+                raise ShardError(f"{path}: listed in the manifest but missing")
+            yield from iter_shard(path, self.depth_scale)
+
+    def verify(self, record: dict[str, Any]) -> str | None:
+        """None when the shard file matches its checksum, else what is wrong."""
+        path = self.shard_path(record)
+        if not path.exists():
+            return "missing"
+        if sha256_file(path) != record["sha256"]:
+            return "checksum mismatch"
+        return None
