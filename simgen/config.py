@@ -19,12 +19,13 @@ CAMERA_PRESETS: dict[str, tuple[int, int, float, float, float, float]] = {
 }
 SCENE_FAMILIES = ("indoor", "outdoor", "mixed")
 
-# Render profiles. "fast" is the default: a low sample count with few bounces, no denoiser,
-# measured at ~1 s/frame at 320x240 on 2 cores (DESIGN.md). "blenderproc" is BlenderProc's own
+# Render profiles. "fast" is the default: 4 samples, few bounces, no denoiser (OIDN doubled the
+# time per frame on 2 cores; samples cost linearly, ~0.22 s each per 320x240 frame there; see
+# docs/rendering.md). "blenderproc" is BlenderProc's own
 # defaults (1024 samples with adaptive threshold 0.01, OIDN denoiser, 3 bounces): the reference
 # of scripts/bench_render.py and the choice for best-looking images.
 RENDER_PROFILES: dict[str, dict[str, Any]] = {
-    "fast": {"samples": 8, "noise_threshold": 0.0, "denoiser": None, "max_bounces": 2,
+    "fast": {"samples": 4, "noise_threshold": 0.0, "denoiser": None, "max_bounces": 2,
              "diffuse_bounces": 1, "glossy_bounces": 1},
     "quality": {"samples": 32, "noise_threshold": 0.05, "denoiser": "INTEL", "max_bounces": 3,
                 "diffuse_bounces": 2, "glossy_bounces": 1},
@@ -65,7 +66,6 @@ class RenderConfig:
     max_depth_m: float | None = None    # beyond: invalid. None: 20 m indoor, 120 m outdoor/mixed
     assets: list[str] = field(default_factory=list)  # user library folders, in order
     builtin_assets: bool = True
-    threads: int = 0                    # Cycles threads per worker; 0 = all cores
 
     def validate(self) -> None:
         if self.scene not in SCENE_FAMILIES:

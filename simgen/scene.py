@@ -60,12 +60,11 @@ def footprints_overlap(a: np.ndarray, b: np.ndarray, gap: float = 0.0) -> bool:
 
 
 def point_in_footprint(p: np.ndarray, corners: np.ndarray, margin: float = 0.0) -> bool:
-    centre = corners.mean(0)
-    grown = centre + (corners - centre) * 1.0
+    """Whether p lies inside the quad (corners counter-clockwise) grown by `margin`."""
     for i in range(4):
-        edge = grown[(i + 1) % 4] - grown[i]
-        normal = np.array([edge[1], -edge[0]]) / (np.hypot(*edge) + 1e-12)
-        if (p - grown[i]) @ normal > margin:
+        edge = corners[(i + 1) % 4] - corners[i]
+        normal = np.array([edge[1], -edge[0]]) / (np.hypot(*edge) + 1e-12)  # outward
+        if (p - corners[i]) @ normal > margin:
             return False
     return True
 
@@ -227,11 +226,11 @@ def _indoor(rng: np.random.Generator, library: Library) -> Record:
 
     # Small things on top of supporting furniture.
     small = library.meshes_for("indoor", "surface")
-    supports = [o for o in objects if o["supports"]]
+    supports = [k for k, o in enumerate(objects) if o["supports"]]
     on_top: dict[int, list[Record]] = {}
     for _ in range(int(rng.integers(2, 4 + 2 * len(supports))) if supports and small else 0):
-        k = int(rng.integers(len(supports)))
-        sup = supports[k]
+        k = supports[int(rng.integers(len(supports)))]
+        sup = objects[k]
         sx, sy, _ = sup["location"]
         ex, ey, ez = sup["extent"]
 
@@ -245,7 +244,7 @@ def _indoor(rng: np.random.Generator, library: Library) -> Record:
 
         obj = _place(rng, small, on_top.get(k, []), propose_top, library, tries=8, gap=0.01)
         if obj is not None:
-            obj["on"] = sup["asset"]
+            obj["on"] = k  # index into objects; becomes the support's instance id below
             on_top.setdefault(k, []).append(obj)
     for k in sorted(on_top):
         objects += on_top[k]
@@ -350,6 +349,9 @@ def sample_scene(config: RenderConfig, library: Library, seed: int, scene_index:
     # Instance ids: 1.. in order, structure first. They index `instances` in every sample's JSON.
     for i, item in enumerate(scene["structure"] + scene["objects"], start=1):
         item["id"] = i
+    for item in scene["objects"]:
+        if "on" in item:
+            item["on"] = scene["objects"][item["on"]]["id"]
     scene.update(seed=int(seed), scene_index=int(scene_index))
     return scene
 

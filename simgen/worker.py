@@ -34,6 +34,7 @@ class ShardTask:
     shard_index: int
     start: int
     stop: int
+    threads: int = 0  # Cycles threads; 0 = all cores. A run option: results do not depend on it.
 
 
 # ------------------------------------------------------------------------------ view validation
@@ -220,7 +221,7 @@ def build_scene(bproc, scene: dict[str, Any]) -> None:
 _SETUP_DONE: dict[str, Any] = {}
 
 
-def _setup_renderer(bproc, config: RenderConfig) -> None:
+def _setup_renderer(bproc, config: RenderConfig, threads: int) -> None:
     """Renderer settings are per process; the pool recycles processes, so this runs once each."""
     key = repr(config.to_dict())
     if _SETUP_DONE.get("key") == key:
@@ -236,8 +237,10 @@ def _setup_renderer(bproc, config: RenderConfig) -> None:
     bproc.renderer.set_light_bounces(diffuse_bounces=r["diffuse_bounces"], glossy_bounces=r["glossy_bounces"],
                                      max_bounces=r["max_bounces"], transmission_bounces=r["max_bounces"],
                                      transparent_max_bounces=8)
-    bproc.renderer.set_cpu_threads(config.threads)
-    bproc.bpy.context.scene.cycles.seed = 0  # fixed noise pattern: same config + seed -> same RGB
+    bproc.renderer.set_cpu_threads(threads)
+    scene = bproc.bpy.context.scene
+    scene.cycles.seed = 0  # fixed noise pattern: same config + seed -> same RGB
+    scene.render.use_persistent_data = True  # the views of one scene share its BVH and textures
     bproc.renderer.enable_depth_output(activate_antialiasing=False)
     bproc.renderer.enable_segmentation_output(map_by=["instance", "name"], default_values={"name": ""})
     _SETUP_DONE["key"] = key
@@ -253,7 +256,7 @@ def render_shard(task: ShardTask, on_sample: Callable[[int], None] | None = None
     Returns {"record": manifest record of the shard, "rejected": {reason: count}}."""
     config = RenderConfig.from_dict(task.config)
     bproc = import_blenderproc()
-    _setup_renderer(bproc, config)
+    _setup_renderer(bproc, config, task.threads)
     library = load_libraries(task.library_folders)
     intr = config.resolved_intrinsics()
     K = _camera_matrix(intr)

@@ -1,0 +1,280 @@
+"""Running a render job: the dataset's manifest, the shard plan, and the engines that execute it.
+
+The unit of work is a shard (`simgen.worker.render_shard`). This module decides which shards are
+missing, hands them to an engine (a local process pool, Ray tasks, or just a shard range for a
+job array) and commits each finished shard to the manifest under a file lock. It never deletes a
+committed shard; the only files it removes are its own half-written `*.tmp-*` shards.
+"""
+
+from __future__ import annotations
+
+import math
+import multiprocessing as mp
+import os
+import queue
+import threading
+import time
+from pathlib import Path
+from typing import Any, Iterable
+
+from simgen import __version__, shards
+from simgen.assets import BUILTIN_DIR, load_libraries
+from simgen.config import RenderConfig
+from simgen.worker import ShardTask
+
+# Blender leaks memory across scenes: a local worker process is replaced after this many shards,
+# a Ray worker after this many tasks.
+RECYCLE_AFTER_SHARDS = 4
+LOG_DIR = "logs"
+
+
+class DatasetError(Exception):
+    """The out directory cannot take this job; the message says why and what to do."""
+
+
+def library_folders(config: RenderConfig) -> list[str]:
+    folders = [str(BUILTIN_DIR)] if config.builtin_assets else []
+    return folders + [str(Path(a).resolve()) for a in config.assets]
+
+
+# ------------------------------------------------------------------------------------- manifest
+
+
+def _new_manifest(config: RenderConfig, seed: int, n: int, digests: list[str]) -> dict[str, Any]:
+    return {
+        "format": shards.FORMAT_NAME, "version": shards.FORMAT_VERSION, "generator": f"simgen {__version__}",
+        "config": config.to_dict(), "seed": seed, "assets": digests, "n": n,
+        "samples_per_shard": config.samples_per_shard,
+        "depth": {"scale": config.resolved_depth_scale(), "unit": "m", "kind": "planar z (along the optical axis)",
+                  "invalid": 0, "max_m": config.resolved_max_depth()},
+        "instances": {"none": 0, "ids": "per sample JSON 'instances': id, category, asset, thing"},
+        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "shards": {},
+    }
+
+
+def _differences(a: dict[str, Any], b: dict[str, Any]) -> list[str]:
+    return sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
+
+
+def open_dataset_for_render(out: Path, config: RenderConfig, seed: int, n: int) -> dict[str, Any]:
+    """Create the dataset or check that `out` holds this very dataset (same config, seed, assets)."""
+    if out.exists() and not out.is_dir():
+        raise DatasetError(f"--out {out} is a file; give a directory")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / f".write-test-{os.getpid()}"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as e:
+        raise DatasetError(f"--out {out} is not writable ({e.strerror}); choose another directory") from None
+    digests = load_libraries(library_folders(config)).digests
+    with shards.manifest_lock(out):
+        try:
+            manifest = shards.load_manifest(out)
+        except shards.ShardError as e:
+            raise DatasetError(f"{e}; this directory holds something else: choose another --out") from None
+        if manifest is None:
+            foreign = [p.name for p in out.iterdir() if p.name not in (".manifest.lock", shards.SHARD_DIR, LOG_DIR)]
+            foreign += [p.name for p in (out / shards.SHARD_DIR).glob("*")] if (out / shards.SHARD_DIR).is_dir() else []
+            if foreign:
+                raise DatasetError(f"--out {out} is not empty and holds no simgen dataset "
+                                   f"({', '.join(sorted(foreign)[:3])}...); choose an empty or new directory")
+            manifest = _new_manifest(config, seed, n, digests)
+            shards.save_manifest(out, manifest)
+            return manifest
+        diff = _differences(manifest["config"], config.to_dict())
+        if diff or manifest["seed"] != seed or manifest["assets"] != digests:
+            what = ", ".join(diff) if diff else ("--seed" if manifest["seed"] != seed else "asset libraries")
+            raise DatasetError(
+                f"--out {out} holds a dataset with another config (differs in: {what}; its seed is "
+                f"{manifest['seed']}). Nothing was changed. Use a new --out, or the same options to resume or extend it.")
+        if n > manifest["n"]:
+            manifest["n"] = n
+            shards.save_manifest(out, manifest)
+        return manifest
+
+
+def plan(manifest: dict[str, Any], n: int, shard_range: tuple[int, int] | None = None) -> list[tuple[int, int, int]]:
+    """(shard index, first sample, end) of every shard still to render for n samples."""
+    size = manifest["samples_per_shard"]
+    todo = []
+    for k in range(math.ceil(n / size)):
+        if shard_range and not shard_range[0] <= k < shard_range[1]:
+            continue
+        start, stop = k * size, min(n, (k + 1) * size)
+        record = manifest["shards"].get(shards.shard_name(k))
+        # A shorter committed shard is the last one of a smaller earlier --n: it grows to full size.
+        if record is None or record["count"] < stop - start:
+            todo.append((k, start, stop))
+    return todo
+
+
+def commit_shard(out: Path, record: dict[str, Any]) -> None:
+    with shards.manifest_lock(out):
+        manifest = shards.load_manifest(out)
+        manifest["shards"][record["name"]] = record
+        shards.save_manifest(out, manifest)
+
+
+def _adopt_or_clean(out: Path, manifest: dict[str, Any], todo: list[tuple[int, int, int]]) -> list[tuple[int, int, int]]:
+    """Before rendering: remove our own half-written files of the planned shards, and adopt a
+    complete shard file whose manifest commit was lost (a kill between rename and commit)."""
+    remaining = []
+    depth_scale = float(manifest["depth"]["scale"])
+    for k, start, stop in todo:
+        final = out / shards.SHARD_DIR / shards.shard_name(k)
+        for tmp in final.parent.glob(final.name + shards.TMP_MARK + "*"):
+            tmp.unlink(missing_ok=True)
+        if final.exists() and shards.shard_name(k) not in manifest["shards"]:
+            try:
+                indices = [s.index for s in shards.iter_shard(final, depth_scale)]
+            except shards.ShardError:
+                indices = []
+            if indices == list(range(start, stop)):
+                commit_shard(out, {"name": final.name, "first_index": start, "count": stop - start,
+                                   "sha256": shards.sha256_file(final), "bytes": final.stat().st_size,
+                                   "rejected": {}, "forced_views": 0, "adopted": True})
+                continue
+        remaining.append((k, start, stop))
+    return remaining
+
+
+# -------------------------------------------------------------------------------------- engines
+
+_PROGRESS_QUEUE: Any = None
+
+
+def _init_local_worker(progress_queue: Any, log_dir: str) -> None:
+    """Blender prints a lot: a worker's stdout and stderr go to OUT/logs/worker-PID.log."""
+    global _PROGRESS_QUEUE
+    _PROGRESS_QUEUE = progress_queue
+    redirect_output(log_dir)
+
+
+def redirect_output(log_dir: str) -> None:
+    Path(log_dir).mkdir(parents=True, exist_ok=True)
+    fd = os.open(Path(log_dir) / f"worker-{os.getpid()}.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    os.dup2(fd, 1)
+    os.dup2(fd, 2)
+    os.close(fd)
+
+
+def _local_task(task: ShardTask) -> dict[str, Any]:
+    from simgen.worker import render_shard
+
+    return render_shard(task, on_sample=lambda k: _PROGRESS_QUEUE.put(k))
+
+
+def _run_local(tasks: list[ShardTask], workers: int, bar, on_done) -> None:
+    log_dir = str(Path(tasks[0].out) / LOG_DIR)
+    ctx = mp.get_context("spawn")  # bpy must not be forked
+    progress: Any = ctx.Queue()
+    stop = threading.Event()
+
+    def pump() -> None:
+        while not stop.is_set():
+            try:
+                bar.update(progress.get(timeout=0.2))
+            except queue.Empty:
+                pass
+
+    thread = threading.Thread(target=pump, daemon=True)
+    thread.start()
+    pool = ctx.Pool(workers, initializer=_init_local_worker, initargs=(progress, log_dir), maxtasksperchild=RECYCLE_AFTER_SHARDS)
+    try:
+        try:
+            for record in pool.imap_unordered(_local_task, tasks):
+                on_done(record)
+        except Exception as e:  # a worker's error arrives here, re-raised by the pool
+            raise DatasetError(f"a render worker failed: {type(e).__name__}: {e} (details in {log_dir}); "
+                               "committed shards are kept, rerun the command to resume") from None
+        pool.close()
+    except BaseException:
+        pool.terminate()
+        raise
+    finally:
+        pool.join()
+        stop.set()
+        thread.join()
+        while True:  # what the workers reported after the last poll
+            try:
+                bar.update(progress.get_nowait())
+            except queue.Empty:
+                break
+
+
+def _run_ray(tasks: list[ShardTask], address: str | None, bar, on_done) -> None:
+    try:
+        import ray
+    except ImportError:
+        raise DatasetError("--executor ray needs ray: pip install -e '.[ray]'") from None
+    from simgen.worker import render_shard
+
+    started_here = not ray.is_initialized()
+    if started_here:
+        ray.init(address=address, include_dashboard=False, log_to_driver=False)
+    remote = ray.remote(max_calls=RECYCLE_AFTER_SHARDS, num_cpus=max(1, tasks[0].threads))(render_shard)
+    pending = {remote.remote(t): t for t in tasks}
+    try:
+        while pending:
+            done, _ = ray.wait(list(pending), num_returns=1)
+            task = pending.pop(done[0])
+            record = ray.get(done[0])
+            bar.update(task.stop - task.start)
+            on_done(record)
+    finally:
+        for ref in pending:
+            ray.cancel(ref, force=True)
+        if started_here:
+            ray.shutdown()
+
+
+def render(out: str | Path, config: RenderConfig, seed: int, n: int, workers: int = 1, executor: str = "local",
+           shard_range: tuple[int, int] | None = None, ray_address: str | None = None, threads: int | None = None,
+           show_progress: bool = True) -> dict[str, Any]:
+    """Render (or resume, or extend) the dataset in `out` to `n` samples. Returns a summary."""
+    from tqdm import tqdm
+
+    from simgen.bootstrap import check_render_environment
+
+    if n < 1:
+        raise DatasetError(f"--n must be a positive number of samples, got {n}")
+    if workers < 1:
+        raise DatasetError(f"--workers must be at least 1, got {workers}")
+    config.validate()
+    check_render_environment()
+    out = Path(out)
+    manifest = open_dataset_for_render(out, config, seed, n)
+    todo = _adopt_or_clean(out, manifest, plan(manifest, n, shard_range))
+    if threads is None:  # share the cores between the local workers
+        threads = max(1, (os.cpu_count() or 1) // workers) if workers > 1 else 0
+    folders = library_folders(config)
+    tasks = [ShardTask(str(out), config.to_dict(), folders, seed, k, a, b, threads) for k, a, b in todo]
+    total = sum(t.stop - t.start for t in tasks)
+    summary = {"out": str(out), "rendered": 0, "shards": len(tasks), "rejected": {}}
+
+    def on_done(record: dict[str, Any]) -> None:
+        commit_shard(out, record)
+        summary["rendered"] += record["count"]
+        for reason, count in record.get("rejected", {}).items():
+            summary["rejected"][reason] = summary["rejected"].get(reason, 0) + count
+
+    if not tasks:
+        return summary
+    with tqdm(total=total, unit="img", desc="render", disable=not show_progress, smoothing=0.1) as bar:
+        if executor == "local":
+            _run_local(tasks, min(workers, len(tasks)), bar, on_done)
+        elif executor == "ray":
+            _run_ray(tasks, ray_address, bar, on_done)
+        else:
+            raise DatasetError(f"unknown --executor {executor!r}; choose local or ray")
+    return summary
+
+
+def iter_shard_ranges(n: int, samples_per_shard: int, parts: int) -> Iterable[tuple[int, int]]:
+    """Split the shards of an n-sample dataset into `parts` contiguous ranges (for job arrays)."""
+    total = math.ceil(n / samples_per_shard)
+    step = math.ceil(total / parts)
+    for a in range(0, total, step):
+        yield a, min(total, a + step)

@@ -1,0 +1,95 @@
+import io
+import json
+import tarfile
+
+import numpy as np
+import pytest
+
+from simgen import shards
+
+
+def make_sample(i, h=12, w=16, seed=0):
+    rng = np.random.default_rng(seed + i)
+    depth = rng.uniform(0.3, 9.0, (h, w)).astype(np.float32)
+    depth[0, :3] = 0  # invalid pixels stay invalid
+    return shards.Sample(i, rng.integers(0, 256, (h, w, 3), dtype=np.uint8), depth,
+                         rng.integers(0, 40, (h, w)).astype(np.uint16), {"index": i, "instances": []})
+
+
+def test_sample_round_trip_keeps_rgb_instances_and_depth_to_the_unit(tmp_path):
+    samples = [make_sample(i) for i in range(5, 8)]
+    record = shards.write_shard(tmp_path / "shard-000000.tar", samples, depth_scale=1000.0)
+    assert record["count"] == 3 and record["first_index"] == 5
+    assert record["sha256"] == shards.sha256_file(tmp_path / "shard-000000.tar")
+    back = list(shards.iter_shard(tmp_path / "shard-000000.tar", 1000.0))
+    assert [s.index for s in back] == [5, 6, 7]
+    for a, b in zip(samples, back):
+        np.testing.assert_array_equal(a.rgb, b.rgb)
+        np.testing.assert_array_equal(a.inst, b.inst)
+        assert np.abs(a.depth - b.depth).max() <= 0.0005 + 1e-6  # half a millimetre
+        assert (b.depth[0, :3] == 0).all()
+        assert b.meta == a.meta
+
+
+def test_depth_encoding_marks_out_of_range_invalid():
+    units = shards.encode_depth(np.array([0.0, -1.0, np.inf, np.nan, 1.0, 300.0]), 256.0)
+    assert units.tolist() == [0, 0, 0, 0, 256, 0]  # 300 m x 256 does not fit 16 bits
+    assert shards.decode_depth(np.array([256], np.uint16), 256.0)[0] == 1.0
+
+
+def test_write_is_atomic_and_leaves_no_temporary_file(tmp_path):
+    shards.write_shard(tmp_path / "shard-000001.tar", [make_sample(0)], 1000.0)
+    assert [p.name for p in tmp_path.iterdir()] == ["shard-000001.tar"]
+
+
+def test_identical_samples_give_byte_identical_shards(tmp_path):
+    a = shards.write_shard(tmp_path / "a.tar", [make_sample(0)], 1000.0)
+    b = shards.write_shard(tmp_path / "b.tar", [make_sample(0)], 1000.0)
+    assert a["sha256"] == b["sha256"]
+
+
+def test_truncated_shard_error_names_the_file_and_sample(tmp_path):
+    path = tmp_path / "shard-000000.tar"
+    shards.write_shard(path, [make_sample(i) for i in range(3)], 1000.0)
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    with pytest.raises(shards.ShardError, match=r"shard-000000\.tar.*(corrupt|truncated|lacks)"):
+        list(shards.iter_shard(path, 1000.0))
+
+
+def test_sample_missing_a_member_is_named(tmp_path):
+    path = tmp_path / "shard-000000.tar"
+    with tarfile.open(path, "w") as tar:
+        info = tarfile.TarInfo("000000004.json")
+        payload = json.dumps({}).encode()
+        info.size = len(payload)
+        tar.addfile(info, io.BytesIO(payload))
+    with pytest.raises(shards.ShardError, match="sample 000000004 lacks rgb.png"):
+        list(shards.iter_shard(path, 1000.0))
+
+
+def test_manifest_round_trip_and_foreign_manifest(tmp_path):
+    assert shards.load_manifest(tmp_path) is None
+    shards.save_manifest(tmp_path, {"format": shards.FORMAT_NAME, "version": 1, "shards": {}})
+    assert shards.load_manifest(tmp_path)["version"] == 1
+    (tmp_path / "manifest.json").write_text('{"name": "something else"}')
+    with pytest.raises(shards.ShardError, match="not a simgen-shards manifest"):
+        shards.load_manifest(tmp_path)
+    (tmp_path / "manifest.json").write_text("{broken")
+    with pytest.raises(shards.ShardError, match="unreadable manifest"):
+        shards.load_manifest(tmp_path)
+
+
+def test_dataset_reads_only_committed_shards_and_verifies_checksums(tmp_path):
+    (tmp_path / "shards").mkdir()
+    rec = shards.write_shard(tmp_path / "shards" / shards.shard_name(0), [make_sample(0), make_sample(1)], 1000.0)
+    shards.write_shard(tmp_path / "shards" / shards.shard_name(1), [make_sample(2)], 1000.0)  # not committed
+    shards.save_manifest(tmp_path, {"format": shards.FORMAT_NAME, "version": 1, "n": 3,
+                                    "depth": {"scale": 1000.0}, "shards": {rec["name"]: rec}})
+    ds = shards.Dataset(tmp_path)
+    assert len(ds) == 2 and [s.index for s in ds.iter_samples()] == [0, 1]
+    assert ds.verify(rec) is None
+    with open(tmp_path / "shards" / rec["name"], "r+b") as f:
+        f.seek(700)
+        f.write(b"\x00\x01\x02")
+    assert ds.verify(rec) == "checksum mismatch"
