@@ -209,12 +209,15 @@ def _pbr_maps(folder: Path) -> dict[str, str]:
     return maps
 
 
-def load_libraries(folders: list[str | Path]) -> Library:
-    """Merge library folders in order; refuse (AssetError listing every problem) a broken one."""
+def load_libraries(folders: list[str | Path], check: bool = True) -> Library:
+    """Merge library folders in order; refuse (AssetError listing every problem) a broken one.
+
+    `check=False` skips reading every mesh file: for render workers, whose job was checked once
+    when it started."""
     lib = Library()
     for folder in folders:
         folder = Path(folder).resolve()
-        problems = check_library(folder, measure=False)
+        problems = check_library(folder, measure=check)
         if problems:
             lines = "\n  ".join(str(p) for p in problems)
             raise AssetError(f"asset library {folder} has {len(problems)} problem(s):\n  {lines}\n"

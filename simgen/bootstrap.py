@@ -33,7 +33,7 @@ def check_render_environment() -> None:
     if sys.version_info[:2] != (3, 11):
         raise BlenderUnavailable(
             f"rendering needs Python 3.11 (the PyPI bpy 4.2 exists only for 3.11); this is "
-            f"{sys.version_info.major}.{sys.version_info.minor}. Create the venv with python3.11.")
+            f"{sys.version_info[0]}.{sys.version_info[1]}. Create the venv with python3.11.")
     import importlib.util
     for module, package in (("bpy", "bpy==4.2.*"), ("blenderproc", "blenderproc==2.8.0")):
         if importlib.util.find_spec(module) is None:

@@ -22,9 +22,12 @@ from simgen.assets import BUILTIN_DIR, load_libraries
 from simgen.config import RenderConfig
 from simgen.worker import ShardTask
 
-# Blender leaks memory across scenes: a local worker process is replaced after this many shards,
-# a Ray worker after this many tasks.
-RECYCLE_AFTER_SHARDS = 4
+# Every shard is rendered by a fresh process. Blender leaks memory across scenes, and, measured
+# here, Cycles' noise pattern depends on what the process rendered before (same depth and
+# instances, different RGB noise): a fresh process per shard makes a shard a function of
+# (config, seed, shard index) whatever engine, worker count or resume order produced it.
+# It costs one bpy start-up (~4 s on 2 cores) per shard.
+RECYCLE_AFTER_SHARDS = 1
 LOG_DIR = "logs"
 
 
@@ -69,17 +72,26 @@ def open_dataset_for_render(out: Path, config: RenderConfig, seed: int, n: int) 
     except OSError as e:
         raise DatasetError(f"--out {out} is not writable ({e.strerror}); choose another directory") from None
     digests = load_libraries(library_folders(config)).digests
-    with shards.manifest_lock(out):
+
+    def check_not_foreign() -> dict[str, Any] | None:
         try:
             manifest = shards.load_manifest(out)
         except shards.ShardError as e:
             raise DatasetError(f"{e}; this directory holds something else: choose another --out") from None
         if manifest is None:
-            foreign = [p.name for p in out.iterdir() if p.name not in (".manifest.lock", shards.SHARD_DIR, LOG_DIR)]
-            foreign += [p.name for p in (out / shards.SHARD_DIR).glob("*")] if (out / shards.SHARD_DIR).is_dir() else []
+            ours = (".manifest.lock", shards.SHARD_DIR, LOG_DIR)
+            foreign = [p.name for p in out.iterdir() if p.name not in ours]
+            if (out / shards.SHARD_DIR).is_dir():
+                foreign += [p.name for p in (out / shards.SHARD_DIR).iterdir()]
             if foreign:
                 raise DatasetError(f"--out {out} is not empty and holds no simgen dataset "
                                    f"({', '.join(sorted(foreign)[:3])}...); choose an empty or new directory")
+        return manifest
+
+    check_not_foreign()  # before the lock file is created: a foreign directory is left untouched
+    with shards.manifest_lock(out):
+        manifest = check_not_foreign()
+        if manifest is None:
             manifest = _new_manifest(config, seed, n, digests)
             shards.save_manifest(out, manifest)
             return manifest

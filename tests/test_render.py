@@ -1,0 +1,134 @@
+"""Tiny end-to-end renders through the CLI (needs the render extra; 64x48 pixels, 4 samples/pixel)."""
+
+import importlib.util
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from simgen.shards import Dataset, sha256_file
+from test_assets import CUBE_OBJ, write_library
+
+pytestmark = pytest.mark.render
+TINY = ["--resolution", "64x48", "--shard-size", "2", "--views-per-scene", "2", "--quiet"]
+
+
+def render(out, n, *extra, check=True):
+    r = subprocess.run([sys.executable, "-m", "simgen.cli", "render", "--n", str(n), "--out", str(out), *TINY, *extra],
+                       capture_output=True, text=True, timeout=600)
+    if check:
+        assert r.returncode == 0, r.stderr
+    return r
+
+
+@pytest.fixture(scope="module")
+def indoor(tmp_path_factory):
+    out = tmp_path_factory.mktemp("render") / "indoor"
+    render(out, 4, "--scene", "indoor", "--seed", "5")
+    return out
+
+
+@pytest.mark.parametrize("family", ["indoor", "outdoor"])
+def test_each_family_renders_valid_samples(tmp_path, indoor, family):
+    out = indoor if family == "indoor" else tmp_path / "outdoor"
+    if family == "outdoor":
+        render(out, 4, "--scene", "outdoor", "--seed", "5")
+    ds = Dataset(out)
+    assert len(ds) == 4 and len(ds.shards) == 2
+    for s in ds.iter_samples():
+        assert s.rgb.shape == (48, 64, 3) and s.depth.shape == (48, 64) and s.inst.shape == (48, 64)
+        assert s.rgb.std() > 3, "an image, not a flat colour"
+        valid = s.depth > 0
+        assert valid.mean() > 0.15
+        assert s.depth[valid].max() / s.depth[valid].min() > 1.06
+        ids = set(np.unique(s.inst).tolist()) - {0}
+        assert ids and ids == {i["id"] for i in s.meta["instances"]}
+        assert s.meta["scene_family"] == family and s.meta["intrinsics"]["width"] == 64
+        if family == "outdoor":
+            assert (s.depth == 0).any(), "the sky is invalid depth"
+            # the sky has no instance: invalid depth there and instance 0 coincide
+            assert (s.inst[s.depth == 0] == 0).mean() > 0.9
+
+
+def test_same_config_and_seed_reproduce_the_same_data(tmp_path, indoor):
+    again = tmp_path / "again"
+    render(again, 4, "--scene", "indoor", "--seed", "5")
+    a, b = Dataset(indoor), Dataset(again)
+    for sa, sb in zip(a.iter_samples(), b.iter_samples()):
+        np.testing.assert_array_equal(sa.depth, sb.depth)
+        np.testing.assert_array_equal(sa.inst, sb.inst)
+        np.testing.assert_array_equal(sa.rgb, sb.rgb)
+
+
+def test_inspect_and_preview(tmp_path, indoor):
+    r = subprocess.run([sys.executable, "-m", "simgen.cli", "inspect", str(indoor), "--json"], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    report = json.loads(r.stdout)
+    assert report["samples"] == 4 and report["bad_shards"] == {} and report["families"] == {"indoor": 4}
+    assert 0 < report["depth_m"]["min"] < report["depth_m"]["max"] <= 20
+    sheet = tmp_path / "sheet.png"
+    r = subprocess.run([sys.executable, "-m", "simgen.cli", "preview", str(indoor), "--out", str(sheet)],
+                       capture_output=True, text=True)
+    assert r.returncode == 0 and sheet.stat().st_size > 1000
+
+
+def test_kill_in_the_middle_then_resume_loses_and_duplicates_nothing(tmp_path):
+    out = tmp_path / "killed"
+    cmd = [sys.executable, "-m", "simgen.cli", "render", "--n", "6", "--out", str(out), *TINY]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.time() + 300
+    while time.time() < deadline:  # wait for the first committed shard, then kill everything at once
+        manifest = out / "manifest.json"
+        if manifest.exists() and json.loads(manifest.read_text())["shards"]:
+            break
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    committed = json.loads((out / "manifest.json").read_text())["shards"]
+    assert 1 <= len(committed) < 3
+    render(out, 6)
+    ds = Dataset(out)
+    assert [s.index for s in ds.iter_samples()] == list(range(6))
+    assert all(ds.verify(r) is None for r in ds.shards)
+    assert not list((out / "shards").glob("*.tmp-*"))
+    # extending: a larger --n adds shards, the committed ones stay byte for byte
+    before = {r["name"]: sha256_file(ds.shard_path(r)) for r in ds.shards}
+    render(out, 8)
+    ds = Dataset(out)
+    assert len(ds) == 8 and all(sha256_file(ds.shard_path(r)) == before[r["name"]] for r in ds.shards if r["name"] in before)
+
+
+def test_a_different_seed_into_the_same_directory_is_refused(indoor):
+    before = (indoor / "manifest.json").read_bytes()
+    r = render(indoor, 4, "--scene", "indoor", "--seed", "6", check=False)
+    assert r.returncode == 2 and "its seed is 5" in r.stderr
+    assert (indoor / "manifest.json").read_bytes() == before
+
+
+def test_user_library_replaces_the_builtin_one(tmp_path):
+    lib = tmp_path / "lib"
+    lib.mkdir()
+    (lib / "cube.obj").write_text(CUBE_OBJ.replace("f 1 2 6 5\n", "f 1 2 6 5\nf 2 3 7 6\nf 3 4 8 7\nf 4 1 5 8\n"))
+    from PIL import Image
+    Image.new("RGB", (16, 16), (200, 30, 30)).save(lib / "red.png")
+    write_library(lib, [
+        {"name": f"crate_{p}", "file": "cube.obj", "category": "crate", "placement": p, "family": "indoor",
+         "size_m": [0.4, 0.8], "up": "z", "supports": p != "surface"} for p in ("floor", "wall", "surface")],
+        textures=[{"name": "red", "file": "red.png"}])
+    out = tmp_path / "custom"
+    render(out, 2, "--assets", str(lib), "--no-builtin-assets")
+    assets = {i["asset"] for s in Dataset(out).iter_samples() for i in s.meta["instances"] if i["thing"]}
+    assert assets and assets <= {"crate_floor", "crate_wall", "crate_surface"}
+
+
+@pytest.mark.skipif(importlib.util.find_spec("ray") is None, reason="needs ray: pip install -e '.[ray]'")
+def test_ray_executor_fills_the_same_layout(tmp_path, indoor):
+    out = tmp_path / "ray"
+    render(out, 4, "--scene", "indoor", "--seed", "5", "--executor", "ray", "--threads", "1")
+    a, b = Dataset(indoor), Dataset(out)
+    assert [r["sha256"] for r in a.shards] == [r["sha256"] for r in b.shards]
