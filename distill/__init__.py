@@ -1,6 +1,6 @@
 """distill: data-free distillation of a depth teacher into a small student, from simgen shards.
 
-Not built yet: the training half is the next issue. `import distill` must never import bpy.
+`import distill` never imports bpy; shards are read through `simgen.shards` only.
 """
 
 __version__ = "0.1.0"

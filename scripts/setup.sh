@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
 # Set up the project in ./.venv: Python 3.11 venv, the package in editable mode with its extras.
-#   bash scripts/setup.sh            render + test extras (what `simgen` and the tests need)
+#   bash scripts/setup.sh            render, train, ray and test extras (everything)
 #   EXTRAS=render,ray,test bash scripts/setup.sh
 # Idempotent: a second run only checks. Needs Python 3.11 (bpy 4.2 on PyPI exists only for 3.11).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-EXTRAS="${EXTRAS:-render,ray,test}"
+EXTRAS="${EXTRAS:-render,train,ray,test}"
 PY="${PYTHON:-}"
 if [ -z "$PY" ]; then
   for cand in python3.11 python3 python; do

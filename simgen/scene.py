@@ -163,6 +163,14 @@ def _place(rng, candidates: list[Record], placed: list[Record], propose, library
     return None
 
 
+def _place_many(rng, candidates: list[Record], placed: list[Record], propose, library: Library, count: int,
+                gap: float = 0.03, accept=lambda obj: True) -> None:
+    for _ in range(count):
+        obj = _place(rng, candidates, placed, propose, library, gap=gap)
+        if obj is not None and accept(obj):
+            placed.append(obj)
+
+
 # -------------------------------------------------------------------------------------- indoor
 
 
@@ -193,7 +201,7 @@ def _indoor(rng: np.random.Generator, library: Library) -> Record:
 
     objects: list[Record] = []
     big = library.meshes_for("indoor", "floor") + library.meshes_for("indoor", "wall")
-    n_big = int(round(W * D / 5)) + int(rng.integers(1, 5))
+    n_big = int(round(W * D / 3.5)) + int(rng.integers(2, 6))
     # inward normals of the walls y=0, y=D, x=0, x=W, and the yaw that turns local +Y (the back) to the wall
     wall_defs = [(np.array([0, 1.0]), math.pi), (np.array([0, -1.0]), 0.0),
                  (np.array([1.0, 0]), math.pi / 2), (np.array([-1.0, 0]), -math.pi / 2)]
@@ -219,10 +227,7 @@ def _indoor(rng: np.random.Generator, library: Library) -> Record:
             return None
         return x, y, 0.0, yaw
 
-    for _ in range(n_big):
-        obj = _place(rng, big, objects, propose, library)
-        if obj is not None and obj["extent"][2] < H - 0.05:
-            objects.append(obj)
+    _place_many(rng, big, objects, propose, library, n_big, accept=lambda o: o["extent"][2] < H - 0.05)
 
     # Small things on top of supporting furniture.
     small = library.meshes_for("indoor", "surface")
@@ -256,7 +261,7 @@ def _indoor(rng: np.random.Generator, library: Library) -> Record:
         lights.append({"type": str(rng.choice(["POINT", "AREA"])),
                        "location": [float(rng.uniform(0.3, W - 0.3)), float(rng.uniform(0.3, D - 0.3)), float(H - 0.15)],
                        "color": _kelvin_to_rgb(kelvin), "kelvin": round(kelvin),
-                       "energy": float(rng.uniform(150, 600) * W * D / 20 / n_lights)})
+                       "energy": float(rng.uniform(60, 300) * W * D / 20 / n_lights)})
     world = {"color": [0.05, 0.05, 0.05], "strength": float(rng.uniform(0.5, 2.0)), "hdri": None}
     return {"family": "indoor", "room": [W, D, H], "structure": structure, "objects": objects,
             "lights": lights, "world": world}
@@ -298,10 +303,7 @@ def _outdoor(rng: np.random.Generator, library: Library) -> Record:
             lane = np.sign(lane) * (road_w / 2 - extent[1] / 2 - 0.2)
         return rng.uniform(-60, 60), lane, 0.0, yaw
 
-    for _ in range(int(rng.integers(2, 10))):
-        obj = _place(rng, vehicles, objects, on_road, library, gap=0.5)
-        if obj is not None:
-            objects.append(obj)
+    _place_many(rng, vehicles, objects, on_road, library, int(rng.integers(2, 10)), gap=0.5)
 
     roadside = library.meshes_for("outdoor", "roadside")
 
@@ -310,10 +312,7 @@ def _outdoor(rng: np.random.Generator, library: Library) -> Record:
         y = side * (road_w / 2 + rng.uniform(0.3 + extent[1] / 2, max(0.31 + extent[1] / 2, walk_w - 0.3)))
         return rng.uniform(-60, 60), y, 0.15, (0.0 if side > 0 else math.pi) + rng.uniform(-0.2, 0.2)
 
-    for _ in range(int(rng.integers(4, 16))):
-        obj = _place(rng, roadside, objects, on_walk, library, gap=0.2)
-        if obj is not None:
-            objects.append(obj)
+    _place_many(rng, roadside, objects, on_walk, library, int(rng.integers(4, 16)), gap=0.2)
 
     ground = library.meshes_for("outdoor", "ground")
 
@@ -322,13 +321,10 @@ def _outdoor(rng: np.random.Generator, library: Library) -> Record:
         return rng.uniform(-60, 60), side * (road_w / 2 + walk_w + rng.uniform(0.5, 6)), 0.0, rng.uniform(-math.pi, math.pi)
 
     buildings = [b for b in structure if b["category"] == "building"]
-    for _ in range(int(rng.integers(0, 8))):
-        obj = _place(rng, ground, objects, off_road, library, gap=0.2)
-        if obj is not None and not any(
-                footprints_overlap(_footprint(obj), footprint_corners(b["location"][0], b["location"][1],
-                                                                      b["size"][0] / 2, b["size"][1] / 2, 0.0))
-                for b in buildings):
-            objects.append(obj)
+    building_fps = [footprint_corners(b["location"][0], b["location"][1], b["size"][0] / 2, b["size"][1] / 2, 0.0)
+                    for b in buildings]
+    _place_many(rng, ground, objects, off_road, library, int(rng.integers(0, 8)), gap=0.2,
+                accept=lambda o: not any(footprints_overlap(_footprint(o), fp) for fp in building_fps))
 
     elevation, azimuth = rng.uniform(15, 75), rng.uniform(0, 360)
     kelvin = float(rng.uniform(4500, 7000))

@@ -1,0 +1,180 @@
+"""Datasets: a streaming reader over simgen shards for training, and RGB-D folders for evaluation
+and teacher fitting. Shards are read only through `simgen.shards` (the format's one owner)."""
+
+from __future__ import annotations
+
+import csv
+import math
+import random
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+from torch.utils.data import Dataset, IterableDataset, get_worker_info
+
+from simgen.shards import Dataset as ShardDataset
+from simgen.shards import Sample, ShardError, iter_shard
+
+
+def _rank_world() -> tuple[int, int]:
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        return torch.distributed.get_rank(), torch.distributed.get_world_size()
+    return 0, 1
+
+
+def to_tensors(rgb: np.ndarray, depth: np.ndarray, inst: np.ndarray | None = None) -> dict[str, torch.Tensor]:
+    out = {"rgb": torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1).float() / 255.0,
+           "depth": torch.from_numpy(np.ascontiguousarray(depth, dtype=np.float32))[None]}
+    out["inst"] = (torch.zeros_like(out["depth"], dtype=torch.int64) if inst is None
+                   else torch.from_numpy(inst.astype(np.int64))[None])
+    return out
+
+
+def resize_crop(item: dict[str, torch.Tensor], size: tuple[int, int], rng: random.Random | None) -> dict[str, torch.Tensor]:
+    """Scale so the image covers `size`, then crop (random with rng, central without). Depth and
+    instance ids are resized with nearest neighbour: no invented depth at object edges."""
+    h, w = item["rgb"].shape[-2:]
+    th, tw = size
+    scale = max(th / h, tw / w)
+    nh, nw = max(th, math.ceil(h * scale)), max(tw, math.ceil(w * scale))
+    out = {}
+    for key, t in item.items():
+        if (nh, nw) != (h, w):
+            mode = "bilinear" if key == "rgb" else "nearest"
+            t = F.interpolate(t[None].float(), size=(nh, nw), mode=mode, **({"align_corners": False} if mode == "bilinear" else {}))[0]
+            t = t.long() if key == "inst" else t
+        out[key] = t
+    y0 = rng.randint(0, nh - th) if rng else (nh - th) // 2
+    x0 = rng.randint(0, nw - tw) if rng else (nw - tw) // 2
+    return {k: t[..., y0:y0 + th, x0:x0 + tw] for k, t in out.items()}
+
+
+def augment(item: dict[str, torch.Tensor], rng: random.Random) -> dict[str, torch.Tensor]:
+    """Horizontal flip and photometric jitter (brightness, contrast, saturation, per-channel gain)."""
+    if rng.random() < 0.5:
+        item = {k: t.flip(-1) for k, t in item.items()}
+    rgb = item["rgb"]
+    rgb = rgb * rng.uniform(0.8, 1.2)
+    mean = rgb.mean()
+    rgb = (rgb - mean) * rng.uniform(0.8, 1.2) + mean
+    grey = rgb.mean(0, keepdim=True)
+    rgb = (rgb - grey) * rng.uniform(0.8, 1.2) + grey
+    rgb = rgb * torch.tensor([rng.uniform(0.92, 1.08) for _ in range(3)]).view(3, 1, 1)
+    return dict(item, rgb=rgb.clamp(0, 1))
+
+
+def thing_ids(sample: Sample) -> np.ndarray:
+    """Instance map with only movable objects ('things') kept; structure becomes 0."""
+    keep = np.array([i["id"] for i in sample.meta.get("instances", []) if i.get("thing")], dtype=np.int64)
+    return np.where(np.isin(sample.inst, keep), sample.inst, 0)
+
+
+class ShardStream(IterableDataset):
+    """Samples of one or more simgen datasets, for training.
+
+    Shards are the unit of distribution: each epoch the shard list is shuffled with (seed, epoch)
+    and dealt out to DDP ranks, then to DataLoader workers, so every sample is read once per
+    epoch. Within a worker, a shuffle buffer mixes samples of several shards. The stream repeats
+    epochs forever; training length is counted in steps."""
+
+    def __init__(self, roots: list[str | Path], size: tuple[int, int], seed: int = 0, buffer: int = 256,
+                 augment: bool = True, epochs: int | None = None):
+        self.datasets = [ShardDataset(r) for r in roots]
+        self.shards = [(ds, rec) for ds in self.datasets for rec in ds.shards]
+        if not self.shards:
+            raise ShardError(f"{', '.join(map(str, roots))}: no committed shards to train on")
+        self.size, self.seed, self.buffer, self.augment, self.epochs = size, seed, buffer, augment, epochs
+
+    def __len__(self) -> int:
+        return sum(rec["count"] for _, rec in self.shards)
+
+    def _my_shards(self, epoch: int) -> list:
+        rank, world = _rank_world()
+        info = get_worker_info()
+        wid, nw = (info.id, info.num_workers) if info else (0, 1)
+        order = list(range(len(self.shards)))
+        random.Random(self.seed * 1_000_003 + epoch).shuffle(order)
+        return [self.shards[i] for i in order[rank * nw + wid::world * nw]]
+
+    def __iter__(self) -> Iterator[dict[str, torch.Tensor]]:
+        rank, _ = _rank_world()
+        info = get_worker_info()
+        rng = random.Random(f"{self.seed}-{rank}-{info.id if info else 0}")
+        buf: list[dict[str, torch.Tensor]] = []
+        epoch = 0
+        while self.epochs is None or epoch < self.epochs:
+            mine = self._my_shards(epoch)
+            if not mine and epoch == 0 and self.epochs is None:
+                raise ShardError(f"fewer shards ({len(self.shards)}) than readers; use fewer DataLoader workers or ranks")
+            for ds, rec in mine:
+                path = ds.shard_path(rec)
+                for s in iter_shard(path, ds.depth_scale):
+                    item = resize_crop(to_tensors(s.rgb, s.depth, thing_ids(s)), self.size, rng if self.augment else None)
+                    if self.augment:
+                        item = augment(item, rng)
+                    buf.append(item)
+                    if len(buf) >= self.buffer:
+                        yield buf.pop(rng.randrange(len(buf)))
+            epoch += 1
+        rng.shuffle(buf)
+        yield from buf
+
+
+class RGBDFolder(Dataset):
+    """Real RGB-D frames for evaluation and teacher fitting.
+
+    Either `rgb/NAME.(png|jpg)` + `depth/NAME.png` (16-bit, metres x depth_scale), or a folder with
+    `index.csv` (columns rgb, depth, and optionally split, scene; paths relative to the folder), or
+    a simgen dataset (manifest.json)."""
+
+    def __init__(self, root: str | Path, depth_scale: float = 1000.0, split: str | None = None,
+                 size: tuple[int, int] | None = None):
+        self.root, self.depth_scale, self.size = Path(root), float(depth_scale), size
+        self.items: list[dict[str, Any]] = []
+        self.shard_samples: list[Sample] | None = None
+        if (self.root / "manifest.json").exists():
+            ds = ShardDataset(self.root)
+            self.shard_samples = list(ds.iter_samples())
+            self.items = [{"name": f"{s.index:09d}", "scene": s.meta.get("scene_family", "")} for s in self.shard_samples]
+        elif (self.root / "index.csv").exists():
+            with open(self.root / "index.csv", newline="") as f:
+                for row in csv.DictReader(f):
+                    if split and row.get("split") and row["split"] != split:
+                        continue
+                    self.items.append({"rgb": self.root / row["rgb"], "depth": self.root / row["depth"],
+                                       "name": Path(row["rgb"]).stem, "scene": row.get("scene", "")})
+        elif (self.root / "rgb").is_dir() and (self.root / "depth").is_dir():
+            for rgb in sorted((self.root / "rgb").iterdir()):
+                if rgb.suffix.lower() in (".png", ".jpg", ".jpeg"):
+                    depth = self.root / "depth" / f"{rgb.stem}.png"
+                    if not depth.exists():
+                        raise FileNotFoundError(f"{depth}: no depth for {rgb}")
+                    self.items.append({"rgb": rgb, "depth": depth, "name": rgb.stem, "scene": ""})
+        else:
+            raise FileNotFoundError(f"{self.root}: expected rgb/ and depth/ folders, an index.csv, or a simgen dataset")
+        if not self.items:
+            raise FileNotFoundError(f"{self.root}: no frames" + (f" in split {split!r}" if split else ""))
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, i: int) -> dict[str, Any]:
+        it = self.items[i]
+        if self.shard_samples is not None:
+            s = self.shard_samples[i]
+            item = to_tensors(s.rgb, s.depth)
+        else:
+            try:
+                with Image.open(it["rgb"]) as im:
+                    rgb = np.array(im.convert("RGB"))
+                with Image.open(it["depth"]) as im:
+                    depth = np.array(im).astype(np.float32) / self.depth_scale
+            except OSError as e:
+                raise OSError(f"{it['rgb']} / {it['depth']}: unreadable ({e})") from None
+            item = to_tensors(rgb, depth)
+        if self.size:
+            item = resize_crop(item, self.size, None)
+        return {"rgb": item["rgb"], "depth": item["depth"], "name": it["name"], "scene": it["scene"]}

@@ -1,0 +1,42 @@
+"""Export a student to TorchScript or ONNX, run the export against the checkpoint, report the
+largest difference. Input spec: float32 B x 3 x H x W, RGB in [0, 1] (normalisation is inside),
+H x W = the training input size; output: metric depth in metres, B x 1 x H x W."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+
+
+def export_model(model: torch.nn.Module, size: tuple[int, int], out: str | Path, fmt: str) -> dict:
+    model = model.eval().cpu()
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    example = torch.rand(2, 3, *size)
+    with torch.no_grad():
+        reference = model(example)
+    if fmt == "torchscript":
+        scripted = torch.jit.trace(model, example[:1])
+        scripted.save(str(out))
+        with torch.no_grad():
+            got = torch.jit.load(str(out))(example)
+    elif fmt == "onnx":
+        torch.onnx.export(model, (example[:1],), str(out), input_names=["image"], output_names=["depth"],
+                          dynamic_axes={"image": {0: "batch"}, "depth": {0: "batch"}}, opset_version=17, dynamo=False)
+        try:
+            import onnxruntime as ort
+        except ImportError:
+            raise RuntimeError("wrote the ONNX file, but checking it needs onnxruntime: pip install onnxruntime") from None
+        session = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
+        got = torch.from_numpy(session.run(None, {"image": example.numpy()})[0])
+    else:
+        raise ValueError(f"unknown format {fmt!r}; choose onnx or torchscript")
+    spec = {"input": {"name": "image", "shape": ["B", 3, size[0], size[1]], "dtype": "float32",
+                      "range": "RGB in [0, 1], not normalised"},
+            "output": {"name": "depth", "shape": ["B", 1, size[0], size[1]], "unit": "metres"},
+            "input_size": list(size), "format": fmt,
+            "max_abs_diff": float((got - reference).abs().max()), "max_rel_diff": float(((got - reference).abs() / reference.abs().clamp_min(1e-6)).max())}
+    out.with_suffix(".json").write_text(json.dumps(spec, indent=1))
+    return spec

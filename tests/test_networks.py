@@ -1,0 +1,53 @@
+import pytest
+import torch
+
+from distill.networks import build_depth_model, count_macs, count_params
+from distill.networks.mobilenetv2 import MobileNetV2Encoder
+from distill.networks.resnet import ResNetEncoder
+from distill.networks.transform import TransformNet
+
+
+def test_transformation_network_is_the_identity_at_init():
+    x = torch.rand(2, 3, 32, 48)
+    assert torch.equal(TransformNet()(x), x)
+
+
+def test_encoders_use_torchvision_parameter_names(tmp_path):
+    mnv2 = MobileNetV2Encoder().state_dict()
+    for key in ("features.0.0.weight", "features.0.1.running_mean", "features.1.conv.0.0.weight",
+                "features.2.conv.0.0.weight", "features.2.conv.2.weight", "features.17.conv.3.running_var",
+                "features.18.0.weight"):
+        assert key in mnv2, key
+    assert sum(v.numel() for k, v in mnv2.items() if "running" not in k and "num_batches" not in k) == 2223872
+    r18 = ResNetEncoder((2, 2, 2, 2)).state_dict()
+    for key in ("conv1.weight", "bn1.running_mean", "layer1.0.conv1.weight", "layer2.0.downsample.0.weight",
+                "layer4.1.bn2.running_var"):
+        assert key in r18, key
+    # an ImageNet state dict (here: our own plus a classifier) loads through the documented path
+    state = dict(mnv2, **{"classifier.1.weight": torch.zeros(1000, 1280), "classifier.1.bias": torch.zeros(1000)})
+    state["features.0.0.weight"] = torch.full_like(state["features.0.0.weight"], 0.5)
+    torch.save(state, tmp_path / "mnv2.pth")
+    model = build_depth_model("mobilenetv2", imagenet_weights=str(tmp_path / "mnv2.pth"))
+    assert (model.encoder.features[0][0].weight == 0.5).all()
+    torch.save({"nonsense.weight": torch.zeros(1)}, tmp_path / "bad.pth")
+    with pytest.raises(ValueError, match="not a torchvision mobilenetv2 state dict"):
+        build_depth_model("mobilenetv2", imagenet_weights=str(tmp_path / "bad.pth"))
+
+
+@pytest.mark.parametrize("arch", ["mobilenetv2", "resnet18"])
+def test_depth_models_predict_full_resolution_depth_within_range(arch):
+    model = build_depth_model(arch, min_depth=0.5, max_depth=8.0).eval()
+    with torch.no_grad():
+        out = model(torch.rand(2, 3, 64, 96))
+    assert out.shape == (2, 1, 64, 96)
+    assert out.min() >= 0.5 - 1e-4 and out.max() <= 8.0 + 1e-3
+    with pytest.raises(AssertionError, match="multiples of 32"):
+        model(torch.rand(1, 3, 50, 96))
+
+
+def test_size_counters():
+    conv = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3, padding=1))
+    assert count_params(conv) == 3 * 8 * 9 + 8
+    assert count_macs(conv, (10, 12)) == 8 * 10 * 12 * 3 * 9
+    student, teacher = build_depth_model("mobilenetv2"), build_depth_model("resnet34")
+    assert count_params(student) < count_params(teacher) / 4

@@ -1,0 +1,156 @@
+"""Distillation end to end on tiny synthetic shards with a tiny teacher (CPU, seconds)."""
+
+import json
+import os
+import subprocess
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+import torch
+
+from distill.networks import build_depth_model
+from distill.teacher import TeacherError, TeacherSpec, load_teacher
+from distill.train import Distiller, TrainConfig, train
+
+SIZE = (32, 64)
+
+
+@pytest.fixture(scope="module")
+def teacher_file(tmp_path_factory, synthetic_shards):
+    """A tiny teacher fitted (supervised, `distill fit-teacher`) on the synthetic scenes."""
+    from distill.fit_teacher import FitConfig, fit_teacher
+
+    path = tmp_path_factory.mktemp("teacher") / "teacher.ckpt"
+    fit_teacher(FitConfig(data=str(synthetic_shards), out=str(path), arch="resnet18", input_size=SIZE, split=None,
+                          steps=60, batch_size=8, lr=3e-3, workers=0, device="cpu"), show_progress=False)
+    return path
+
+
+def config(shards, teacher, out, **kw):
+    base = TrainConfig(shards=[str(shards)], out=str(out), teacher={"source": str(teacher), "input_size": SIZE},
+                       student="mobilenetv2", steps=6, batch_size=4, warmup=2, workers=0, log_every=2,
+                       ckpt_every=3, device="cpu")
+    return replace(base, **kw)
+
+
+def student_error(student, teacher, images):
+    with torch.no_grad():
+        t = teacher.depth(images)
+        return ((student(images) - t).abs() / t).mean().item()
+
+
+def test_student_learns_the_teacher(tmp_path, synthetic_shards, teacher_file):
+    cfg = config(synthetic_shards, teacher_file, tmp_path / "run", steps=80, lr=3e-3, transform=True, mixing=True)
+    summary = train(cfg, show_progress=False)
+    assert summary["steps"] == 80
+    ckpt = torch.load(tmp_path / "run" / "student.pt", weights_only=False)
+    student = build_depth_model("mobilenetv2", 0.1, 10.0)
+    untrained_err = None
+    teacher = load_teacher(TeacherSpec(str(teacher_file), input_size=SIZE))
+    from distill.data import ShardStream
+    images = torch.stack([it["rgb"] for _, it in zip(range(8), ShardStream([synthetic_shards], SIZE, seed=5, augment=False))])
+    student.eval()
+    untrained_err = student_error(student, teacher, images)
+    student.load_state_dict(ckpt["model"])
+    student.eval()
+    trained_err = student_error(student, teacher, images)
+    assert untrained_err > 0.1, "the teacher predicts scene-dependent depth"
+    assert trained_err < 0.5 * untrained_err, (trained_err, untrained_err)
+    assert (tmp_path / "run" / "tb").is_dir() and json.loads((tmp_path / "run" / "config.json").read_text())["steps"] == 80
+
+
+def test_resume_continues_exactly(tmp_path, synthetic_shards, teacher_file, monkeypatch):
+    straight = config(synthetic_shards, teacher_file, tmp_path / "a", steps=6)
+    train(straight, show_progress=False)
+    # the same run interrupted (Ctrl-C) during step 5, after the checkpoint of step 3
+    interrupted = config(synthetic_shards, teacher_file, tmp_path / "b", steps=6)
+    real_step = Distiller.train_step
+
+    def step_or_interrupt(self, batch):
+        if self.step == 4:
+            raise KeyboardInterrupt
+        return real_step(self, batch)
+
+    monkeypatch.setattr(Distiller, "train_step", step_or_interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        train(interrupted, show_progress=False)
+    monkeypatch.setattr(Distiller, "train_step", real_step)
+    assert torch.load(tmp_path / "b" / "checkpoint.pt", weights_only=False)["step"] == 3
+    train(replace(interrupted, resume=True), show_progress=False)
+    a = torch.load(tmp_path / "a" / "student.pt", weights_only=False)
+    b = torch.load(tmp_path / "b" / "student.pt", weights_only=False)
+    assert a["step"] == b["step"] == 6
+    for k in a["model"]:
+        torch.testing.assert_close(a["model"][k], b["model"][k], rtol=1e-4, atol=1e-5)
+    for k in a["transform"]:
+        torch.testing.assert_close(a["transform"][k], b["transform"][k], rtol=1e-4, atol=1e-5)
+
+
+def test_a_finished_run_is_never_overwritten_and_resume_checks_the_config(tmp_path, synthetic_shards, teacher_file):
+    cfg = config(synthetic_shards, teacher_file, tmp_path / "run", steps=2)
+    train(cfg, show_progress=False)
+    before = (tmp_path / "run" / "checkpoint.pt").read_bytes()
+    with pytest.raises(FileExistsError, match="pass --resume"):
+        train(cfg, show_progress=False)
+    with pytest.raises(ValueError, match="differs in: lr"):
+        train(replace(cfg, lr=0.5, resume=True, steps=4), show_progress=False)
+    assert (tmp_path / "run" / "checkpoint.pt").read_bytes() == before
+
+
+def test_teacher_without_batchnorm(tmp_path, synthetic_shards):
+    class NoBN(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = torch.nn.Conv2d(3, 1, 3, padding=1)
+
+        def forward(self, x):
+            return torch.nn.functional.softplus(self.conv(x)) + 0.5
+
+    scripted = torch.jit.script(NoBN())
+    scripted.save(str(tmp_path / "nobn.pt"))
+    cfg = config(synthetic_shards, tmp_path / "nobn.pt", tmp_path / "run", steps=2)
+    with pytest.raises(TeacherError, match="no BatchNorm layers.*--transform off"):
+        Distiller(cfg)
+    assert train(replace(cfg, transform=False), show_progress=False)["steps"] == 2  # plain KD still works
+
+
+def test_teacher_errors_are_clear(tmp_path):
+    with pytest.raises(TeacherError, match="no such file, and not a package.module:factory"):
+        load_teacher(TeacherSpec("missing.pt"))
+    with pytest.raises(TeacherError, match="cannot import"):
+        load_teacher(TeacherSpec("no_such_pkg.models:build"))
+    torch.save({"conv.weight": torch.zeros(1)}, tmp_path / "plain.pt")
+    with pytest.raises(TeacherError, match="plain state dict"):
+        load_teacher(TeacherSpec(str(tmp_path / "plain.pt")))
+    bad = torch.jit.script(torch.nn.Conv2d(3, 2, 1))  # two output channels: not depth
+    bad.save(str(tmp_path / "bad.pt"))
+    with pytest.raises(TeacherError, match="expected B x 1 x H x W"):
+        load_teacher(TeacherSpec(str(tmp_path / "bad.pt"), input_size=SIZE))
+
+
+def test_factory_teacher_with_weights(tmp_path, monkeypatch):
+    pkg = tmp_path / "myteacher"
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text(
+        "import torch\n"
+        "def build():\n"
+        "    return torch.nn.Sequential(torch.nn.Conv2d(3, 1, 1), torch.nn.BatchNorm2d(1), torch.nn.Softplus())\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    import importlib
+    model = importlib.import_module("myteacher").build()
+    torch.save(model.state_dict(), tmp_path / "w.pt")
+    t = load_teacher(TeacherSpec("myteacher:build", weights=str(tmp_path / "w.pt"), input_size=SIZE))
+    assert torch.equal(t.model[0].weight, model[0].weight) and not t.training
+
+
+def test_ddp_two_processes_gloo(tmp_path, synthetic_shards, teacher_file):
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29517",
+           "-m", "distill.cli", "train", "--shards", str(synthetic_shards), "--teacher", str(teacher_file),
+           "--teacher-input-size", f"{SIZE[0]}x{SIZE[1]}", "--out", str(tmp_path / "ddp"), "--steps", "3",
+           "--batch-size", "2", "--workers", "0", "--device", "cpu", "--quiet", "--log-every", "1"]
+    r = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert torch.load(tmp_path / "ddp" / "student.pt", weights_only=False)["step"] == 3
