@@ -18,6 +18,8 @@ from distill.layers import METRIC_NAMES, align_prediction, compute_depth_errors,
 def load_model_for_eval(path: str, device: torch.device) -> tuple[torch.nn.Module, tuple[int, int] | None]:
     """A student/teacher checkpoint of this project, or an exported TorchScript model.
     Returns the model (image in [0, 1] -> metric depth) and its input size if known."""
+    if not Path(path).is_file():
+        raise FileNotFoundError(f"--model {path}: no such file")
     try:
         model = torch.jit.load(path, map_location=device)
         meta = Path(path).with_suffix(".json")

@@ -1,0 +1,118 @@
+"""distill eval / export / mix-preview through the CLI, and its bad-input messages."""
+
+import csv
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from distill.evaluate import evaluate_model
+from distill.networks import build_depth_model
+
+
+def run(*args):
+    return subprocess.run([sys.executable, "-m", "distill.cli", *args], capture_output=True, text=True, timeout=600)
+
+
+class ConstantDepth(torch.nn.Module):
+    def __init__(self, value):
+        super().__init__()
+        self.value = value
+
+    def forward(self, x):
+        return torch.full((x.shape[0], 1, *x.shape[-2:]), self.value)
+
+
+@pytest.fixture
+def rgbd_folder(tmp_path):
+    """An index.csv folder like shared/data/rgbd-indoor: two scenes, train/test, depth in mm."""
+    root = tmp_path / "rgbd"
+    rows = []
+    for scene, depth_m in (("kitchen", 2.0), ("corridor", 4.0)):
+        (root / scene / "rgb").mkdir(parents=True)
+        (root / scene / "depth").mkdir(parents=True)
+        for i, split in enumerate(["train", "test", "test"]):
+            Image.fromarray(np.full((48, 64, 3), 100 + 40 * i, np.uint8)).save(root / scene / "rgb" / f"{i:06d}.jpg")
+            depth = np.full((48, 64), depth_m * 1000, np.uint16)
+            depth[:4] = 0  # invalid rows
+            Image.fromarray(depth).save(root / scene / "depth" / f"{i:06d}.png")
+            rows.append({"scene": scene, "split": split, "order": i, "rgb": f"{scene}/rgb/{i:06d}.jpg",
+                         "depth": f"{scene}/depth/{i:06d}.png", "sensor": "test"})
+    with open(root / "index.csv", "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+    return root
+
+
+def test_metrics_per_scene_and_alignment(rgbd_folder, tmp_path):
+    r = evaluate_model(ConstantDepth(2.0), rgbd_folder, (32, 64), torch.device("cpu"), protocol="none",
+                       align="none", split="test", grid_path=tmp_path / "grid.png")
+    assert r["images"] == 4
+    assert r["per_scene"]["kitchen"]["abs_rel"] == pytest.approx(0.0, abs=1e-6)
+    assert r["per_scene"]["corridor"]["abs_rel"] == pytest.approx(0.5, abs=1e-6)  # 2 m against 4 m
+    assert r["overall"]["abs_rel"] == pytest.approx(0.25, abs=1e-6)
+    assert r["per_scene"]["corridor"]["a1"] == 0.0
+    median = evaluate_model(ConstantDepth(2.0), rgbd_folder, (32, 64), torch.device("cpu"), protocol="none",
+                            align="median", split="test")
+    assert median["overall"]["abs_rel"] == pytest.approx(0.0, abs=1e-6)
+    assert (tmp_path / "grid.png").exists()
+
+
+def test_eval_export_and_reeval_through_the_cli(rgbd_folder, tmp_path):
+    model = build_depth_model("mobilenetv2", 0.1, 10.0)
+    ckpt = tmp_path / "student.pt"
+    torch.save({"model_arch": "mobilenetv2", "model": model.state_dict(), "input_size": [32, 64],
+                "model_range": {"min_depth": 0.1, "max_depth": 10.0}}, ckpt)
+    r = run("eval", "--model", str(ckpt), "--data", str(rgbd_folder), "--protocol", "nyu", "--align", "median",
+            "--out", str(tmp_path / "ev"))
+    assert r.returncode == 0, r.stderr
+    metrics = json.loads((tmp_path / "ev" / "metrics.json").read_text())
+    assert metrics["align"] == "median" and set(metrics["per_scene"]) == {"kitchen", "corridor"}
+    assert "alignment median" in r.stdout
+    for fmt, name in (("torchscript", "student.ts"), ("onnx", "student.onnx")):
+        r = run("export", "--model", str(ckpt), "--format", fmt, "--out", str(tmp_path / name))
+        assert r.returncode == 0, r.stderr
+        spec = json.loads((tmp_path / name).with_suffix(".json").read_text())
+        assert spec["max_abs_diff"] < 1e-3 and spec["input"]["shape"] == ["B", 3, 32, 64]
+    r = run("eval", "--model", str(tmp_path / "student.ts"), "--data", str(rgbd_folder), "--protocol", "nyu",
+            "--align", "median", "--out", str(tmp_path / "ev2"))
+    assert r.returncode == 0, r.stderr
+    again = json.loads((tmp_path / "ev2" / "metrics.json").read_text())
+    assert again["overall"]["abs_rel"] == pytest.approx(metrics["overall"]["abs_rel"], rel=1e-4)
+
+
+def test_mix_preview_picture(synthetic_shards, tmp_path):
+    r = run("mix-preview", "--shards", str(synthetic_shards), "--out", str(tmp_path / "mix.png"), "--size", "32x64",
+            "--count", "4")
+    assert r.returncode == 0, r.stderr
+    assert Image.open(tmp_path / "mix.png").size == (4 * 64, 4 * 32)
+
+
+def test_corrupt_shard_is_named(synthetic_shards, tmp_path):
+    import shutil
+    broken = tmp_path / "broken"
+    shutil.copytree(synthetic_shards, broken)
+    shard = sorted((broken / "shards").glob("*.tar"))[1]
+    shard.write_bytes(shard.read_bytes()[:5000])
+    r = run("train", "--shards", str(broken), "--teacher", str(tmp_path / "nope.pt"), "--out", str(tmp_path / "r"))
+    assert r.returncode == 2 and "no such file" in r.stderr  # the teacher is checked first
+    from distill.data import ShardStream
+    from simgen.shards import ShardError
+    with pytest.raises(ShardError, match=r"shard-000001\.tar.*sample 00000000\d"):
+        list(ShardStream([broken], (32, 64), augment=False, epochs=1))
+
+
+@pytest.mark.parametrize("args, message", [
+    (["train", "--shards", "/nonexistent", "--teacher", "x.pt", "--out", "o"], "no such file"),
+    (["eval", "--model", "/nonexistent.pt", "--data", "."], "--model /nonexistent.pt: no such file"),
+    (["fit-teacher", "--data", "/nonexistent", "--out", "t.ckpt"], "expected rgb/ and depth/ folders"),
+    (["train", "--shards", "s", "--teacher", "t", "--out", "o", "--mixing", "maybe"], "must be on or off"),
+])
+def test_bad_input_gives_one_clear_line(tmp_path, args, message):
+    r = subprocess.run([sys.executable, "-m", "distill.cli", *args], capture_output=True, text=True, cwd=tmp_path)
+    assert r.returncode == 2 and message in r.stderr and "Traceback" not in r.stderr
