@@ -66,8 +66,8 @@ def fit_teacher(cfg: FitConfig, show_progress: bool = True) -> dict[str, Any]:
     device = pick_device(cfg.device)
     torch.manual_seed(cfg.seed)
     size = tuple(cfg.input_size)
-    if size[0] % 32 or size[1] % 32:
-        raise ValueError(f"--input-size {size[0]}x{size[1]}: height and width must be multiples of 32")
+    if min(size) < 32:
+        raise ValueError(f"--input-size {size[0]}x{size[1]}: height and width must be at least 32")
     data = _Augmented(RGBDFolder(cfg.data, cfg.depth_scale, cfg.split), size, cfg.seed)
     loader = DataLoader(data, batch_size=cfg.batch_size, shuffle=True, drop_last=True, num_workers=cfg.workers,
                         generator=torch.Generator().manual_seed(cfg.seed), persistent_workers=cfg.workers > 0)

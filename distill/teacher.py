@@ -31,7 +31,7 @@ class TeacherError(Exception):
 class TeacherSpec:
     source: str                                  # path to .pt/.ckpt, or package.module:factory
     weights: str | None = None                   # state dict for a factory
-    input_size: tuple[int, int] = (224, 320)     # H, W the teacher expects (multiples of 32 for ours)
+    input_size: tuple[int, int] = (224, 320)     # H, W the teacher expects
     mean: tuple[float, float, float] = (0.0, 0.0, 0.0)  # normalisation applied before the teacher
     std: tuple[float, float, float] = (1.0, 1.0, 1.0)
     output: str = "metric"                       # metric depth (m) | inverse depth | relative (up to scale/shift)

@@ -110,8 +110,8 @@ class Distiller:
         self.spec = TeacherSpec(**cfg.teacher)
         self.teacher = load_teacher(self.spec, self.device)
         self.size = tuple(self.spec.input_size)
-        if self.size[0] % 32 or self.size[1] % 32:
-            raise ValueError(f"input size {self.size[0]}x{self.size[1]}: the student needs multiples of 32")
+        if min(self.size) < 32:
+            raise ValueError(f"input size {self.size[0]}x{self.size[1]}: the student needs at least 32x32")
         self.student = build_depth_model(cfg.student, cfg.min_depth, cfg.max_depth, cfg.student_imagenet).to(self.device)
         self.transform = TransformNet().to(self.device) if cfg.transform else None
         self.bn_hooks: list[BNStatsHook] = []

@@ -56,7 +56,12 @@ class DepthNet(nn.Module):
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
         h, w = image.shape[-2:]
-        assert h % 32 == 0 and w % 32 == 0, f"input height and width must be multiples of 32, got {h}x{w}"
-        logits = self.decoder(self.encoder((image - self.mean) / self.std))
+        assert h >= 32 and w >= 32, f"input must be at least 32x32, got {h}x{w}"
+        # the encoder halves the size five times: pad to multiples of 32 (edge pixels), crop after
+        ph, pw = -h % 32, -w % 32
+        x = (image - self.mean) / self.std
+        if ph or pw:
+            x = F.pad(x, (0, pw, 0, ph), mode="replicate")
+        logits = self.decoder(self.encoder(x))[..., :h, :w]
         lo, hi = 1.0 / self.max_depth, 1.0 / self.min_depth
         return 1.0 / (lo + (hi - lo) * torch.sigmoid(logits.float()))
