@@ -242,6 +242,7 @@ def _setup_renderer(bproc, config: RenderConfig, threads: int) -> None:
     scene.cycles.seed = 0  # fixed noise pattern: same config + seed -> same RGB
     if r["clamp_indirect"] > 0:
         scene.cycles.sample_clamp_indirect = r["clamp_indirect"]
+    scene.cycles.use_light_tree = r["light_tree"]
     bproc.renderer.enable_depth_output(activate_antialiasing=False)
     bproc.renderer.enable_segmentation_output(map_by=["instance", "name"], default_values={"name": ""})
     _SETUP_DONE["key"] = key
