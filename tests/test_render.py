@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -132,3 +133,18 @@ def test_ray_executor_fills_the_same_layout(tmp_path, indoor):
     render(out, 4, "--scene", "indoor", "--seed", "5", "--executor", "ray", "--threads", "1")
     a, b = Dataset(indoor), Dataset(out)
     assert [r["sha256"] for r in a.shards] == [r["sha256"] for r in b.shards]
+
+
+def test_the_readme_main_job_runs_end_to_end(tmp_path):
+    """scripts/demo.py (the README's first command) at toy size: render, teacher, distill, eval, report."""
+    out = tmp_path / "demo"
+    r = subprocess.run([sys.executable, "scripts/demo.py", "--out", str(out), "--steps", "2", "--teacher-steps", "2",
+                        "--size", "32x64", "--resolution", "64x48", "--n-target", "8", "--n-sim", "8", "--n-test", "4",
+                        "--quiet"], capture_output=True, text=True, timeout=900,
+                       cwd=Path(__file__).resolve().parents[1])
+    assert r.returncode == 0, r.stderr[-3000:]
+    report = (out / "report.md").read_text()
+    assert "| student (MobileNetV2, distilled) |" in report and "| teacher (stand-in, ResNet-18) |" in report
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert all(0 < m["none"]["abs_rel"] < 10 for m in metrics.values())
+    assert (out / "grid-student.png").exists()
