@@ -95,4 +95,4 @@ def fit_teacher(cfg: FitConfig, show_progress: bool = True) -> dict[str, Any]:
     torch.save({"model_arch": cfg.arch, "model": model.state_dict(), "input_size": list(size),
                 "model_range": {"min_depth": cfg.min_depth, "max_depth": cfg.max_depth},
                 "fit_config": asdict(cfg)}, out)
-    return {"steps": step, "loss": float(loss), "out": str(out)}
+    return {"steps": step, "loss": loss.item(), "out": str(out)}
