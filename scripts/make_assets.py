@@ -81,7 +81,7 @@ class Mesh:
     def write_obj(self, path: Path) -> list[float]:
         """Write OBJ; return the bounding-box extent (x, y, z) in metres."""
         verts = np.concatenate(self.v)
-        lines = [f"# made by scripts/make_assets.py; Z up, metres\n"]
+        lines = ["# made by scripts/make_assets.py; Z up, metres\n"]
         lines += [f"v {x:.4f} {y:.4f} {z:.4f}\n" for x, y, z in verts]
         for group in self.f:
             for face in group:

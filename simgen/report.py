@@ -68,7 +68,7 @@ def format_report(r: dict[str, Any]) -> str:
         f"samples   {r['samples']} committed of {r['requested']} requested, in {r['shards']} shards",
         f"config    scene={c['scene']} camera={c['camera']} {c['intrinsics']['width']}x{c['intrinsics']['height']} "
         f"profile={c['profile']} views/scene={c['views_per_scene']} seed={r['seed']}",
-        f"families  " + ", ".join(f"{k}: {v}" for k, v in sorted(r["families"].items())),
+        "families  " + ", ".join(f"{k}: {v}" for k, v in sorted(r["families"].items())),
     ]
     d = r["depth_m"]
     if d["min"] is not None:
