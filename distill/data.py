@@ -105,10 +105,14 @@ class ShardStream(IterableDataset):
         rng = random.Random(f"{self.seed}-{rank}-{info.id if info else 0}")
         buf: list[dict[str, torch.Tensor]] = []
         epoch = 0
+        _, world = _rank_world()
+        if len(self.shards) < world:
+            # a rank without data would leave the others waiting in every collective
+            raise ShardError(f"fewer shards ({len(self.shards)}) than DDP ranks ({world}); render more or smaller shards")
         while self.epochs is None or epoch < self.epochs:
             mine = self._my_shards(epoch)
-            if not mine and epoch == 0 and self.epochs is None:
-                raise ShardError(f"fewer shards ({len(self.shards)}) than readers; use fewer DataLoader workers or ranks")
+            if not mine:
+                return  # more DataLoader workers than shards: this one idles, the others read
             for ds, rec in mine:
                 path = ds.shard_path(rec)
                 for s in iter_shard(path, ds.depth_scale):

@@ -153,3 +153,16 @@ def test_ddp_two_processes_gloo(tmp_path, synthetic_shards, teacher_file):
     r = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
     assert r.returncode == 0, r.stderr[-3000:]
     assert torch.load(tmp_path / "ddp" / "student.pt", weights_only=False)["step"] == 3
+
+
+def test_more_dataloader_workers_than_shards(tmp_path):
+    """One shard, two workers: one worker idles, the other reads; training data keeps coming."""
+    from torch.utils.data import DataLoader
+
+    from distill.data import ShardStream
+    from simgen.synthetic import write_synthetic_dataset
+
+    ds = write_synthetic_dataset(tmp_path / "one", n=4, per_shard=4)
+    loader = DataLoader(ShardStream([ds], SIZE, buffer=2), batch_size=2, num_workers=2)
+    batches = iter(loader)
+    assert [next(batches)["rgb"].shape[0] for _ in range(5)] == [2] * 5  # the stream repeats epochs
