@@ -60,7 +60,7 @@ PROFILES = {
 }
 
 
-def real_train_as_shards(data: Path, out: Path, size: tuple[int, int]) -> Path:
+def real_train_as_shards(data: Path, out: Path) -> Path:
     """The real train split in the shard format (depth kept; no instances), for KD row b."""
     if (out / shards.MANIFEST).exists():
         return out
@@ -142,7 +142,7 @@ def main() -> None:
     sims_sixth = out / "sims-sixth"
     render(sims_sixth, RenderConfig(scene="indoor", resolution=res, samples_per_shard=64 if args.profile != "smoke" else 4),
            seed=0, n=max(2, p.n_sim // 6), show_progress=show)
-    real = real_train_as_shards(data, out / "real-train-shards", p.size)
+    real = real_train_as_shards(data, out / "real-train-shards")
     noise = patch_shuffled(sims, out / "no-scene")
 
     base = TrainConfig(out="", teacher={"source": str(teacher), "input_size": p.size}, steps=p.steps,
