@@ -69,6 +69,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--transform", type=_on_off, default=True, help="transformation network on|off (default on)")
     t.add_argument("--transform-steps", type=int, default=1, help="T updates per student update")
     t.add_argument("--w-bn", type=float, default=1.0)
+    t.add_argument("--bn-loss", choices=["sum", "normalized"], default="sum",
+                   help="BN term of T: plain sum over layers, or each layer normalised by its running statistics")
     t.add_argument("--w-content", type=float, default=10.0)
     t.add_argument("--w-adv", type=float, default=0.0, help="teacher-student disagreement weight for T (0 = off)")
     t.add_argument("--max-depth", type=float, default=10.0)
@@ -134,7 +136,7 @@ def _train(a: argparse.Namespace) -> int:
                       student_imagenet=a.student_imagenet, max_depth=a.max_depth, steps=a.steps, batch_size=a.batch_size,
                       lr=a.lr, lr_transform=a.lr_transform, mixing=a.mixing,
                       mix=asdict(MixConfig(depth_aware=a.depth_aware_mixing)), transform=a.transform,
-                      transform_steps=a.transform_steps, w_bn=a.w_bn, w_content=a.w_content, w_adv=a.w_adv,
+                      transform_steps=a.transform_steps, w_bn=a.w_bn, bn_loss=a.bn_loss, w_content=a.w_content, w_adv=a.w_adv,
                       seed=a.seed, workers=a.workers, device=a.device, val=a.val, val_every=a.val_every,
                       ckpt_every=a.ckpt_every, log_every=a.log_every, resume=a.resume)
     _init_distributed()

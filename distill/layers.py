@@ -84,9 +84,15 @@ class BNStatsHook:
             m1, m2 = moments[0], moments[1]
         self.mean, self.var = m1, (m2 - m1 * m1).clamp_min(0)
 
-    def loss(self) -> torch.Tensor:
+    def loss(self, normalized: bool = False) -> torch.Tensor:
+        """||mean - running_mean|| + ||var - running_var|| (DeepInversion). `normalized` divides the
+        terms by ||running_std|| and ||running_var||: every layer then counts alike, where the plain
+        sum is dominated by the wide deep layers whose variances are largest."""
         rm, rv = self.module.running_mean.float(), self.module.running_var.float()
-        return torch.norm(self.mean - rm, 2) + torch.norm(self.var - rv, 2)
+        d_mean, d_var = torch.norm(self.mean - rm, 2), torch.norm(self.var - rv, 2)
+        if normalized:
+            return d_mean / (torch.norm(rv.sqrt(), 2) + 1e-8) + d_var / (torch.norm(rv, 2) + 1e-8)
+        return d_mean + d_var
 
     def remove(self) -> None:
         self.handle.remove()

@@ -54,6 +54,7 @@ class TrainConfig:
     transform: bool = True
     transform_steps: int = 1        # T updates per S update
     w_bn: float = 1.0
+    bn_loss: str = "sum"            # "sum" of per-layer norms, or "normalized" per layer (see BNStatsHook.loss)
     w_content: float = 10.0
     w_adv: float = 0.0              # teacher-student disagreement (DFAD-style) for T; 0 = off
     w_grad: float = 1.0
@@ -110,6 +111,8 @@ class Distiller:
         self.spec = TeacherSpec(**cfg.teacher)
         self.teacher = load_teacher(self.spec, self.device)
         self.size = tuple(self.spec.input_size)
+        if cfg.bn_loss not in ("sum", "normalized"):
+            raise ValueError(f"bn_loss {cfg.bn_loss!r}: choose 'sum' or 'normalized'")
         if min(self.size) < 32:
             raise ValueError(f"input size {self.size[0]}x{self.size[1]}: the student needs at least 32x32")
         self.student = build_depth_model(cfg.student, cfg.min_depth, cfg.max_depth, cfg.student_imagenet).to(self.device)
@@ -164,7 +167,7 @@ class Distiller:
                     if self.bn_hooks or cfg.w_adv > 0:
                         t_depth = self.teacher.depth(x_t)
                     if self.bn_hooks:
-                        bn = torch.stack([h.loss() for h in self.bn_hooks]).sum()
+                        bn = torch.stack([h.loss(cfg.bn_loss == "normalized") for h in self.bn_hooks]).sum()
                         loss_t = loss_t + cfg.w_bn * bn
                         logs["bn"] = bn.item()
                     if cfg.w_adv > 0:
@@ -226,7 +229,8 @@ class Distiller:
 
     def load(self, path: Path) -> None:
         ckpt = torch.load(path, map_location=self.device, weights_only=False)
-        old = {k: v for k, v in ckpt["config"].items() if k not in RESUMABLE_KEYS}
+        saved = {**asdict(TrainConfig()), **ckpt["config"]}  # keys added since the run started: their defaults
+        old = {k: v for k, v in saved.items() if k not in RESUMABLE_KEYS}
         new = {k: v for k, v in asdict(self.cfg).items() if k not in RESUMABLE_KEYS}
         diff = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
         if diff:

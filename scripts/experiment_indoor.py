@@ -19,7 +19,8 @@ Rows (every student: MobileNetV2, same steps, batch and schedule):
 Each is evaluated on split=test per scene and overall (AbsRel, RMSE, delta1) with no alignment and
 with median alignment, plus parameters, MACs and CPU latency. Writes OUT/results.md (copy it to
 docs/results.md), OUT/results.json and OUT/grid-*.png (the same test images for every model).
-Finished steps are skipped when the command is run again.
+Finished steps are skipped when the command is run again. `--variants` adds rows v1.. (VARIANTS):
+changes to row f that the method leaves open.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ import argparse
 import json
 import subprocess
 import time
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -37,6 +38,7 @@ import torch
 from distill.data import RGBDFolder
 from distill.evaluate import evaluate_model, load_model_for_eval
 from distill.fit_teacher import FitConfig, fit_teacher
+from distill.mixing import MixConfig
 from distill.networks import count_macs, count_params
 from distill.train import TrainConfig, train
 from simgen import shards
@@ -52,6 +54,14 @@ class Profile:
     steps: int
     batch: int
 
+
+# Tries of what the method leaves open, each a change to row f (seed 0); run with --variants.
+VARIANTS = {
+    "v1 f, BN loss normalised per layer": dict(bn_loss="normalized"),
+    "v2 f, lr_T 1e-3": dict(lr_transform=1e-3),
+    "v3 f, BN normalised + lr_T 1e-3": dict(bn_loss="normalized", lr_transform=1e-3),
+    "v4 f, depth-aware mixing": dict(mix=asdict(MixConfig(depth_aware=True))),
+}
 
 PROFILES = {
     "smoke": Profile((32, 64), 12, 4, 4, 4),          # minutes: checks the pipeline, numbers mean nothing
@@ -122,6 +132,7 @@ def main() -> None:
     ap.add_argument("--data", required=True, help="the rgbd-indoor folder (index.csv with train/test)")
     ap.add_argument("--out", default="out/experiment")
     ap.add_argument("--profile", choices=sorted(PROFILES), default="cpu")
+    ap.add_argument("--variants", action="store_true", help="also run the variants of row f (VARIANTS)")
     ap.add_argument("--quiet", action="store_true")
     args = ap.parse_args()
     p, out, data = PROFILES[args.profile], Path(args.out), Path(args.data).resolve()
@@ -159,6 +170,8 @@ def main() -> None:
         "g f, 1/6 of the sims": dict(shards=[str(sims_sixth)], mixing=True, transform=True),
         "h KD, no-scene images": dict(shards=[str(noise)], **off),
     }
+    if args.variants:
+        rows.update({name: dict(shards=[str(sims)], mixing=True, transform=True, **kw) for name, kw in VARIANTS.items()})
     models: dict[str, Path] = {"teacher (ResNet-18, supervised)": teacher}
     print("== a: supervised student", flush=True)
     sup = out / "a-supervised.ckpt"
@@ -177,6 +190,10 @@ def main() -> None:
     device = torch.device("cpu")
     table = {}
     for name, path in models.items():
+        cached = path.with_name(path.name + ".eval.json")  # a model evaluated by an earlier call is not redone
+        if cached.exists() and cached.stat().st_mtime > path.stat().st_mtime:
+            table[name] = json.loads(cached.read_text())
+            continue
         model, _ = load_model_for_eval(str(path), device)
         key = name.split(" ")[0]
         r = {a: evaluate_model(model, data, p.size, device, protocol="nyu", align=a, split="test",
@@ -185,6 +202,7 @@ def main() -> None:
         table[name] = {"eval": {a: {"overall": v["overall"], "per_scene": v["per_scene"]} for a, v in r.items()},
                        "params": count_params(model), "macs": count_macs(model, p.size),
                        "cpu_ms": cpu_latency_ms(model, p.size)}
+        cached.write_text(json.dumps(table[name]))
     minutes = (time.time() - t_start) / 60
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
     (out / "results.json").write_text(json.dumps({"profile": args.profile, "commit": commit, "minutes": minutes,

@@ -22,6 +22,10 @@ def test_bn_statistics_loss_equals_a_hand_computation():
     expected = math.sqrt(((mean - bn.running_mean.double()) ** 2).sum()) + \
         math.sqrt(((var - bn.running_var.double()) ** 2).sum())
     assert hook.loss().item() == pytest.approx(expected, rel=1e-5)
+    rm, rv = bn.running_mean.double(), bn.running_var.double()
+    expected_norm = math.sqrt(((mean - rm) ** 2).sum()) / math.sqrt(rv.sum()) + \
+        math.sqrt(((var - rv) ** 2).sum()) / math.sqrt((rv ** 2).sum())
+    assert hook.loss(normalized=True).item() == pytest.approx(expected_norm, rel=1e-5)
     hook.remove()
 
 
