@@ -34,6 +34,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from PIL import Image
 
 from distill.data import RGBDFolder
 from distill.evaluate import evaluate_model, load_model_for_eval
@@ -125,6 +126,40 @@ def cpu_latency_ms(model: torch.nn.Module, size: tuple[int, int], repeats: int =
             model(x)
             times.append(time.perf_counter() - t0)
     return float(np.median(times[3:]) * 1000)
+
+
+def prediction_figure(models: dict[str, Path], data: Path, size: tuple[int, int], path: Path, per_scene: int = 2) -> list[str]:
+    """Depth predicted by every model on the same test frames (rows), one column per model.
+
+    Predictions only: the frames and their ground truth belong to the data set, which stays out of
+    the project (the names are returned; `grid-*.png` under --out show RGB and ground truth).
+    Each row's colours span the teacher's 2nd-98th percentile, near bright, far dark."""
+    from PIL import ImageDraw
+
+    from distill.evaluate import predict
+    from simgen.preview import colorize_depth
+
+    ds = RGBDFolder(data, 1000.0, "test")
+    scenes = sorted({ds.items[i]["scene"] for i in range(len(ds))})
+    picks = []
+    for sc in scenes:
+        idx = [i for i in range(len(ds)) if ds.items[i]["scene"] == sc]
+        picks += [idx[int(k)] for k in np.linspace(0, len(idx) - 1, per_scene + 2)[1:-1].round()]
+    loaded = {name: load_model_for_eval(str(p), torch.device("cpu"))[0] for name, p in models.items()}
+    tile_h, tile_w, head = 120, 160, 16
+    canvas = Image.new("RGB", (tile_w * len(loaded), head + tile_h * len(picks)), "white")
+    draw = ImageDraw.Draw(canvas)
+    for c, name in enumerate(loaded):
+        draw.text((c * tile_w + 4, 2), name.split(",")[0][:24], fill="black")
+    for r, i in enumerate(picks):
+        rgb = ds[i]["rgb"][None]
+        preds = {name: predict(m, rgb, size)[0, 0].numpy() for name, m in loaded.items()}
+        lo, hi = np.percentile(next(iter(preds.values())), [2, 98])
+        for c, pred in enumerate(preds.values()):
+            tile = Image.fromarray(colorize_depth(np.clip(pred, lo, hi), lo, hi)).resize((tile_w, tile_h))
+            canvas.paste(tile, (c * tile_w, head + r * tile_h))
+    canvas.save(path)
+    return [f"{ds.items[i]['scene']}/{ds.items[i]['name']}" for i in picks]
 
 
 def main() -> None:
@@ -226,6 +261,10 @@ def main() -> None:
         lines.append(f"| {name} | " + " | ".join(f"{ps[s]['abs_rel']:.3f}" for s in scenes) + " |")
     lines += ["", "Same test images for every model (RGB | ground truth | prediction | error): "
               + ", ".join(f"`grid-{n.split(' ')[0]}.png`" for n in table if "seed 1" not in n), ""]
+    shown = {n.split(" ")[0]: models[n] for n in table if "seed 1" not in n}
+    frames = prediction_figure(shown, data, p.size, out / "figure.png")
+    lines += ["", f"`figure.png`: depth predicted by each model (columns: {', '.join(shown)}) on the test frames "
+              + ", ".join(frames) + "; each row coloured over the teacher's 2nd-98th percentile, near bright.", ""]
     (out / "results.md").write_text("\n".join(lines))
     print("\n".join(lines))
 
