@@ -59,14 +59,13 @@ class Profile:
 # Tries of what the method leaves open, each a change to row f (seed 0); run with --variants.
 VARIANTS = {
     "v1 f, BN loss normalised per layer": dict(bn_loss="normalized"),
-    "v2 f, lr_T 1e-3": dict(lr_transform=1e-3),
-    "v3 f, BN normalised + lr_T 1e-3": dict(bn_loss="normalized", lr_transform=1e-3),
-    "v4 f, depth-aware mixing": dict(mix=asdict(MixConfig(depth_aware=True))),
+    "v2 f, BN normalised + lr_T 1e-3": dict(bn_loss="normalized", lr_transform=1e-3),
+    "v3 f, depth-aware mixing": dict(mix=asdict(MixConfig(depth_aware=True))),
 }
 
 PROFILES = {
     "smoke": Profile((32, 64), 12, 4, 4, 4),          # minutes: checks the pipeline, numbers mean nothing
-    "cpu": Profile((96, 128), 600, 1500, 400, 8),     # under two hours on 2 cores (estimate, see docs/results.md)
+    "cpu": Profile((96, 128), 600, 1500, 400, 8),     # 103 minutes on 2 cores (docs/results.md)
     "gpu": Profile((224, 320), 6000, 8000, 4000, 16),
 }
 
