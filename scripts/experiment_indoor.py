@@ -59,7 +59,8 @@ class Profile:
 # Tries of what the method leaves open, each a change to row f (seed 0); run with --variants.
 VARIANTS = {
     "v1 f, BN loss normalised per layer": dict(bn_loss="normalized"),
-    "v2 f, BN normalised + lr_T 1e-3": dict(bn_loss="normalized", lr_transform=1e-3),
+    "v2 f, BN normalised + lr_T 1e-3 (seed 0)": dict(bn_loss="normalized", lr_transform=1e-3),
+    "v2 f, BN normalised + lr_T 1e-3 (seed 1)": dict(bn_loss="normalized", lr_transform=1e-3, seed=1),
     "v3 f, depth-aware mixing": dict(mix=asdict(MixConfig(depth_aware=True))),
 }
 
