@@ -42,6 +42,17 @@ def _on_off(text: str) -> bool:
     return text == "on"
 
 
+def _add_speed_options(p: argparse.ArgumentParser, layout: bool = True) -> None:
+    from distill.runtime import PRECISIONS
+
+    p.add_argument("--precision", choices=PRECISIONS, default="auto",
+                   help="auto (default): bf16 autocast where the device runs it natively (CUDA with bf16, a CPU with "
+                        "avx512_bf16 or AMX), fp32 elsewhere; weights and checkpoints stay fp32")
+    if layout:
+        p.add_argument("--channels-last", type=_on_off, default=True,
+                       help="NHWC memory layout for the networks and inputs on|off (default on: faster on CPUs and GPUs)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     from distill.networks import ARCHITECTURES
 
@@ -73,10 +84,14 @@ def build_parser() -> argparse.ArgumentParser:
                    help="BN term of T: plain sum over layers, or each layer normalised by its running statistics")
     t.add_argument("--w-content", type=float, default=10.0)
     t.add_argument("--w-adv", type=float, default=0.0, help="teacher-student disagreement weight for T (0 = off)")
+    t.add_argument("--refresh-kd-target", action="store_true",
+                   help="run T and the teacher again after T's update for the student's target (the paper's step; "
+                        "one T and teacher pass more per step)")
     t.add_argument("--max-depth", type=float, default=10.0)
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--workers", type=int, default=2, help="DataLoader workers")
     t.add_argument("--device", default="auto")
+    _add_speed_options(t)
     t.add_argument("--val", help="RGB-D folder evaluated every --val-every steps")
     t.add_argument("--val-every", type=int, default=500)
     t.add_argument("--ckpt-every", type=int, default=500)
@@ -94,6 +109,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--input-size", type=_size, help="model input HxW (default: from the checkpoint)")
     e.add_argument("--out", default="eval", help="folder for metrics.json and grid.png")
     e.add_argument("--device", default="auto")
+    _add_speed_options(e, layout=False)
 
     x = sub.add_parser("export", help="export a student to ONNX or TorchScript and check it")
     x.add_argument("--model", required=True)
@@ -114,6 +130,7 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--seed", type=int, default=0)
     f.add_argument("--workers", type=int, default=2)
     f.add_argument("--device", default="auto")
+    _add_speed_options(f)
     f.add_argument("--quiet", action="store_true")
 
     m = sub.add_parser("mix-preview", help="picture of object-wise mixed samples")
@@ -137,7 +154,8 @@ def _train(a: argparse.Namespace) -> int:
                       lr=a.lr, lr_transform=a.lr_transform, mixing=a.mixing,
                       mix=asdict(MixConfig(depth_aware=a.depth_aware_mixing)), transform=a.transform,
                       transform_steps=a.transform_steps, w_bn=a.w_bn, bn_loss=a.bn_loss, w_content=a.w_content, w_adv=a.w_adv,
-                      seed=a.seed, workers=a.workers, device=a.device, val=a.val, val_every=a.val_every,
+                      refresh_kd_target=a.refresh_kd_target, seed=a.seed, workers=a.workers, device=a.device,
+                      precision=a.precision, channels_last=a.channels_last, val=a.val, val_every=a.val_every,
                       ckpt_every=a.ckpt_every, log_every=a.log_every, resume=a.resume)
     _init_distributed()
     summary = train(cfg, show_progress=not a.quiet)
@@ -161,7 +179,7 @@ def _init_distributed() -> None:
 
 def _eval(a: argparse.Namespace) -> int:
     from distill.evaluate import evaluate_model, format_metrics, load_model_for_eval
-    from distill.train import pick_device
+    from distill.runtime import pick_device
 
     device = pick_device(a.device)
     model, size = load_model_for_eval(a.model, device)
@@ -171,7 +189,7 @@ def _eval(a: argparse.Namespace) -> int:
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
     result = evaluate_model(model, a.data, size, device, a.protocol, a.align, a.depth_scale,
-                            None if a.split == "all" else a.split, grid_path=out / "grid.png")
+                            None if a.split == "all" else a.split, grid_path=out / "grid.png", precision=a.precision)
     result.update(model=a.model, data=a.data, input_size=list(size))
     (out / "metrics.json").write_text(json.dumps(result, indent=1))
     print(format_metrics(result))
@@ -198,7 +216,8 @@ def _fit(a: argparse.Namespace) -> int:
 
     cfg = FitConfig(data=a.data, out=a.out, arch=a.arch, input_size=a.input_size, depth_scale=a.depth_scale,
                     split=None if a.split == "all" else a.split, max_depth=a.max_depth, steps=a.steps,
-                    batch_size=a.batch_size, lr=a.lr, seed=a.seed, workers=a.workers, device=a.device)
+                    batch_size=a.batch_size, lr=a.lr, seed=a.seed, workers=a.workers, device=a.device,
+                    precision=a.precision, channels_last=a.channels_last)
     summary = fit_teacher(cfg, show_progress=not a.quiet)
     print(f"distill: teacher checkpoint {summary['out']} after {summary['steps']} steps (loss {summary['loss']:.3f})")
     return 0

@@ -13,6 +13,7 @@ from PIL import Image
 
 from distill.data import RGBDFolder
 from distill.layers import METRIC_NAMES, align_prediction, compute_depth_errors, eval_mask
+from distill.runtime import autocast, resolve_precision
 
 
 def load_model_for_eval(path: str, device: torch.device) -> tuple[torch.nn.Module, tuple[int, int] | None]:
@@ -41,17 +42,21 @@ def load_model_for_eval(path: str, device: torch.device) -> tuple[torch.nn.Modul
 
 
 @torch.no_grad()
-def predict(model: torch.nn.Module, rgb: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    """Resize the image to the model's input size, predict, resize depth back (B x 1 x H x W)."""
+def predict(model: torch.nn.Module, rgb: torch.Tensor, size: tuple[int, int], precision: str = "fp32") -> torch.Tensor:
+    """Resize the image to the model's input size, predict (under bf16 autocast with precision
+    'bf16'), resize depth back (B x 1 x H x W, fp32)."""
     h, w = rgb.shape[-2:]
     x = F.interpolate(rgb, size=size, mode="bilinear", align_corners=False) if (h, w) != tuple(size) else rgb
-    pred = model(x).float()
+    with autocast(rgb.device, precision):
+        pred = model(x).float()
     return F.interpolate(pred, size=(h, w), mode="bilinear", align_corners=False) if pred.shape[-2:] != (h, w) else pred
 
 
 def evaluate_model(model: torch.nn.Module, data: str | Path, size: tuple[int, int], device: torch.device,
                    protocol: str = "nyu", align: str = "none", depth_scale: float = 1000.0, split: str | None = "test",
-                   grid_path: str | Path | None = None, grid_count: int = 6) -> dict[str, Any]:
+                   grid_path: str | Path | None = None, grid_count: int = 6, precision: str = "auto") -> dict[str, Any]:
+    """Metrics of `model` on RGB-D data; `precision` auto | fp32 | bf16 (distill/runtime.py)."""
+    precision = resolve_precision(precision, device)
     ds = RGBDFolder(data, depth_scale=depth_scale, split=split)
     model.eval()
     per_image, rows = [], []
@@ -60,7 +65,7 @@ def evaluate_model(model: torch.nn.Module, data: str | Path, size: tuple[int, in
         item = ds[i]
         rgb = item["rgb"][None].to(device)
         gt = item["depth"][0].to(device)
-        pred = predict(model, rgb, size)[0, 0]
+        pred = predict(model, rgb, size, precision)[0, 0]
         mask = eval_mask(gt, protocol)
         if mask.sum() < 10:
             continue
@@ -78,7 +83,7 @@ def evaluate_model(model: torch.nn.Module, data: str | Path, size: tuple[int, in
     if grid_path and rows:
         Path(grid_path).parent.mkdir(parents=True, exist_ok=True)
         Image.fromarray(np.concatenate(rows, 0)).save(grid_path)
-    return {"protocol": protocol, "align": align, "images": len(per_image), "overall": overall,
+    return {"protocol": protocol, "align": align, "precision": precision, "images": len(per_image), "overall": overall,
             "per_scene": per_scene, "per_image": per_image}
 
 
@@ -98,7 +103,8 @@ def _grid_row(rgb: torch.Tensor, gt: torch.Tensor, pred: torch.Tensor, mask: tor
 
 def format_metrics(result: dict[str, Any]) -> str:
     head = "scene".ljust(34) + "".join(k.rjust(9) for k in METRIC_NAMES)
-    lines = [f"protocol {result['protocol']}, alignment {result['align']}, {result['images']} images", head]
+    lines = [f"protocol {result['protocol']}, alignment {result['align']}, precision {result.get('precision', 'fp32')}, "
+             f"{result['images']} images", head]
     for name, m in list(result["per_scene"].items()) + [("overall", result["overall"])]:
         lines.append(name[:33].ljust(34) + "".join(f"{m[k]:9.4f}" for k in METRIC_NAMES))
     return "\n".join(lines)

@@ -13,7 +13,9 @@ from torch.utils.data import DataLoader, Dataset
 
 from distill.data import RGBDFolder, augment, resize_crop
 from distill.networks import build_depth_model, count_params
-from distill.train import lr_lambda, pick_device
+from distill.runtime import (autocast, contiguous_state, describe_precision, memory_format, pick_device,
+                             resolve_precision, to_memory_format)
+from distill.train import lr_lambda
 
 
 @dataclass
@@ -32,6 +34,8 @@ class FitConfig:
     seed: int = 0
     workers: int = 2
     device: str = "auto"
+    precision: str = "auto"         # auto | fp32 | bf16 (distill/runtime.py)
+    channels_last: bool = True
 
 
 class _Augmented(Dataset):
@@ -64,6 +68,7 @@ def fit_teacher(cfg: FitConfig, show_progress: bool = True) -> dict[str, Any]:
     if out.exists():
         raise FileExistsError(f"{out} exists; choose a new output file (nothing was overwritten)")
     device = pick_device(cfg.device)
+    precision = resolve_precision(cfg.precision, device)
     torch.manual_seed(cfg.seed)
     size = tuple(cfg.input_size)
     if min(size) < 32:
@@ -71,16 +76,18 @@ def fit_teacher(cfg: FitConfig, show_progress: bool = True) -> dict[str, Any]:
     data = _Augmented(RGBDFolder(cfg.data, cfg.depth_scale, cfg.split), size, cfg.seed)
     loader = DataLoader(data, batch_size=cfg.batch_size, shuffle=True, drop_last=True, num_workers=cfg.workers,
                         generator=torch.Generator().manual_seed(cfg.seed), persistent_workers=cfg.workers > 0)
-    model = build_depth_model(cfg.arch, cfg.min_depth, cfg.max_depth).to(device)
+    model = to_memory_format(build_depth_model(cfg.arch, cfg.min_depth, cfg.max_depth).to(device), cfg.channels_last)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=1e-4)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(min(200, cfg.steps // 10 + 1), cfg.steps))
-    print(f"fit-teacher {cfg.arch}: {count_params(model) / 1e6:.2f} M parameters, {len(data)} frames, {device}")
+    print(f"fit-teacher {cfg.arch}: {count_params(model) / 1e6:.2f} M parameters, {len(data)} frames, {device}, "
+          f"{describe_precision(cfg.precision, precision, device)}")
     step, loss = 0, torch.zeros(())
     with tqdm(total=cfg.steps, unit="step", disable=not show_progress) as bar:
         while step < cfg.steps:
             for batch in loader:
-                pred = model(batch["rgb"].to(device))
-                loss = supervised_loss(pred, batch["depth"].to(device))
+                with autocast(device, precision):
+                    pred = model(batch["rgb"].to(device).contiguous(memory_format=memory_format(cfg.channels_last)))
+                loss = supervised_loss(pred.float(), batch["depth"].to(device))
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -92,7 +99,7 @@ def fit_teacher(cfg: FitConfig, show_progress: bool = True) -> dict[str, Any]:
                 if step >= cfg.steps:
                     break
     out.parent.mkdir(parents=True, exist_ok=True)
-    torch.save({"model_arch": cfg.arch, "model": model.state_dict(), "input_size": list(size),
+    torch.save({"model_arch": cfg.arch, "model": contiguous_state(model.state_dict()), "input_size": list(size),
                 "model_range": {"min_depth": cfg.min_depth, "max_depth": cfg.max_depth},
                 "fit_config": asdict(cfg)}, out)
     return {"steps": step, "loss": loss.item(), "out": str(out)}

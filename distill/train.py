@@ -26,11 +26,14 @@ from distill.layers import BNStatsHook, depth_kd_loss, ssi_kd_loss
 from distill.mixing import MixConfig, mix_objects
 from distill.networks import build_depth_model, count_macs, count_params
 from distill.networks.transform import TransformNet
+from distill.runtime import (autocast, contiguous_state, describe_precision, memory_format, pick_device,
+                             resolve_precision, to_memory_format)
 from distill.teacher import TeacherSpec, load_teacher, require_batchnorm
 
 CHECKPOINT = "checkpoint.pt"
 # what may differ between a run and its --resume (everything else must match)
-RESUMABLE_KEYS = {"steps", "resume", "log_every", "ckpt_every", "workers", "device", "val", "val_every"}
+RESUMABLE_KEYS = {"steps", "resume", "log_every", "ckpt_every", "workers", "device", "val", "val_every",
+                  "precision", "channels_last"}
 
 
 @dataclass
@@ -59,9 +62,14 @@ class TrainConfig:
     w_adv: float = 0.0              # teacher-student disagreement (DFAD-style) for T; 0 = off
     w_grad: float = 1.0
     w_normal: float = 1.0
+    # False: S learns on T's images and teacher depth of T's own step (one T and teacher pass less
+    # per step). True: both are computed again after T's update, as in the paper's step.
+    refresh_kd_target: bool = False
     seed: int = 0
     workers: int = 2
     device: str = "auto"
+    precision: str = "auto"         # auto | fp32 | bf16 (distill/runtime.py)
+    channels_last: bool = True      # NHWC memory layout for every network and input
     log_every: int = 20
     ckpt_every: int = 500
     val: str | None = None
@@ -75,12 +83,6 @@ def lr_lambda(warmup: int, total: int):
             return (step + 1) / warmup
         return 0.5 * (1 + math.cos(math.pi * min(1.0, (step - warmup) / max(1, total - warmup))))
     return f
-
-
-def pick_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
 
 
 def _rng_state() -> dict[str, Any]:
@@ -104,19 +106,22 @@ class Distiller:
     def __init__(self, cfg: TrainConfig):
         self.cfg = cfg
         self.device = pick_device(cfg.device)
+        self.precision = resolve_precision(cfg.precision, self.device)
+        self.memory_format = memory_format(cfg.channels_last)
         self.rank, self.world = 0, 1
         if torch.distributed.is_available() and torch.distributed.is_initialized():
             self.rank, self.world = torch.distributed.get_rank(), torch.distributed.get_world_size()
         torch.manual_seed(cfg.seed)
         self.spec = TeacherSpec(**cfg.teacher)
-        self.teacher = load_teacher(self.spec, self.device)
+        self.teacher = to_memory_format(load_teacher(self.spec, self.device), cfg.channels_last)
         self.size = tuple(self.spec.input_size)
         if cfg.bn_loss not in ("sum", "normalized"):
             raise ValueError(f"bn_loss {cfg.bn_loss!r}: choose 'sum' or 'normalized'")
         if min(self.size) < 32:
             raise ValueError(f"input size {self.size[0]}x{self.size[1]}: the student needs at least 32x32")
-        self.student = build_depth_model(cfg.student, cfg.min_depth, cfg.max_depth, cfg.student_imagenet).to(self.device)
-        self.transform = TransformNet().to(self.device) if cfg.transform else None
+        self.student = to_memory_format(build_depth_model(cfg.student, cfg.min_depth, cfg.max_depth,
+                                                          cfg.student_imagenet).to(self.device), cfg.channels_last)
+        self.transform = to_memory_format(TransformNet().to(self.device), cfg.channels_last) if cfg.transform else None
         self.bn_hooks: list[BNStatsHook] = []
         if cfg.transform and cfg.w_bn > 0:
             self.bn_hooks = [BNStatsHook(m, all_reduce=self.world > 1) for m in require_batchnorm(self.teacher)]
@@ -135,8 +140,6 @@ class Distiller:
         self.mix_gen = torch.Generator().manual_seed(cfg.seed + 7919 * self.rank)
         self.relative = self.spec.output == "relative"
         self.step = 0
-        # bf16 autocast where the hardware supports it (CUDA with bf16); fp32 on the CPU
-        self.autocast = self.device.type == "cuda" and torch.cuda.is_bf16_supported()
 
     # ----------------------------------------------------------------------------------- losses
 
@@ -146,7 +149,46 @@ class Distiller:
         return depth_kd_loss(student_depth, teacher_depth, self.cfg.w_grad, self.cfg.w_normal)
 
     def _ctx(self):
-        return torch.autocast("cuda", dtype=torch.bfloat16) if self.autocast else torch.autocast("cpu", enabled=False)
+        return autocast(self.device, self.precision)
+
+    def _transform_step(self, rgb: torch.Tensor, logs: dict[str, float]) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """T's updates: BN statistics + content (+ disagreement). Returns T(x) and the teacher's
+        depth on it from the last update's forward pass (None when that pass did not run)."""
+        cfg = self.cfg
+        self.transform.train()
+        t_depth = None
+        for _ in range(cfg.transform_steps):
+            with self._ctx():
+                x_t = self.transform(rgb).clamp(0, 1)
+                if self.bn_hooks or cfg.w_adv > 0:
+                    t_depth = self.teacher.depth(x_t)
+                if cfg.w_adv > 0:
+                    self.student.eval()
+                    s_depth = self.ddp_student(x_t)
+                    self.student.train()
+            # every loss in fp32: the hooks' moments are fp32, the networks' outputs are cast
+            content = F.l1_loss(x_t.float(), rgb.float())
+            loss_t = cfg.w_content * content
+            logs["content"] = content.item()
+            if self.bn_hooks:
+                bn = torch.stack([h.loss(cfg.bn_loss == "normalized") for h in self.bn_hooks]).sum()
+                loss_t = loss_t + cfg.w_bn * bn
+                logs["bn"] = bn.item()
+            if cfg.w_adv > 0:
+                adv = self.kd(s_depth.float(), t_depth)["total"]
+                loss_t = loss_t - cfg.w_adv * adv
+                logs["adv"] = adv.item()
+            self.opt_t.zero_grad(set_to_none=True)
+            loss_t.backward()
+            torch.nn.utils.clip_grad_norm_(self.transform.parameters(), cfg.clip)
+            self.opt_t.step()
+            self.opt_s.zero_grad(set_to_none=True)  # the disagreement term reached S: discard
+        self.sched_t.step()
+        if cfg.refresh_kd_target:
+            with torch.no_grad(), self._ctx():
+                self.transform.eval()
+                return self.transform(rgb).clamp(0, 1).float(), None
+        return x_t.detach().float(), None if t_depth is None else t_depth.detach()
 
     def train_step(self, batch: dict[str, torch.Tensor]) -> dict[str, float]:
         cfg = self.cfg
@@ -156,42 +198,18 @@ class Distiller:
             rgb, _, _, pasted = mix_objects(rgb, batch["depth"].to(self.device), batch["inst"].to(self.device),
                                             self.mix_cfg, self.mix_gen)
             logs["mix_pixels"] = pasted.float().mean().item()
-        # --- T steps: BN statistics + content (+ disagreement)
+        rgb = rgb.contiguous(memory_format=self.memory_format)
+        t_depth = None
         if self.transform is not None:
-            self.transform.train()
-            for _ in range(cfg.transform_steps):
-                with self._ctx():
-                    x_t = self.transform(rgb).clamp(0, 1)
-                    loss_t = cfg.w_content * F.l1_loss(x_t, rgb)
-                    logs["content"] = loss_t.item() / max(cfg.w_content, 1e-12)
-                    if self.bn_hooks or cfg.w_adv > 0:
-                        t_depth = self.teacher.depth(x_t)
-                    if self.bn_hooks:
-                        bn = torch.stack([h.loss(cfg.bn_loss == "normalized") for h in self.bn_hooks]).sum()
-                        loss_t = loss_t + cfg.w_bn * bn
-                        logs["bn"] = bn.item()
-                    if cfg.w_adv > 0:
-                        self.student.eval()
-                        adv = self.kd(self.ddp_student(x_t), t_depth)["total"]
-                        self.student.train()
-                        loss_t = loss_t - cfg.w_adv * adv
-                        logs["adv"] = adv.item()
-                self.opt_t.zero_grad(set_to_none=True)
-                loss_t.backward()
-                torch.nn.utils.clip_grad_norm_(self.transform.parameters(), cfg.clip)
-                self.opt_t.step()
-                self.opt_s.zero_grad(set_to_none=True)  # the disagreement term reached S: discard
-            self.sched_t.step()
-            with torch.no_grad():
-                self.transform.eval()
-                rgb = self.transform(rgb).clamp(0, 1)
+            rgb, t_depth = self._transform_step(rgb, logs)
         # --- S step: KD on the (transformed) images
         self.student.train()
-        with torch.no_grad(), self._ctx():
-            t_depth = self.teacher.depth(rgb)
+        if t_depth is None:
+            with torch.no_grad(), self._ctx():
+                t_depth = self.teacher.depth(rgb)
         with self._ctx():
             s_depth = self.ddp_student(rgb)
-            losses = self.kd(s_depth, t_depth.float())
+        losses = self.kd(s_depth.float(), t_depth.float())
         self.opt_s.zero_grad(set_to_none=True)
         losses["total"].backward()
         logs["grad_norm"] = float(torch.nn.utils.clip_grad_norm_(self.student.parameters(), cfg.clip))
@@ -211,11 +229,11 @@ class Distiller:
         return {
             "step": self.step, "config": asdict(self.cfg), "rng": _rng_state(),
             "mix_gen": self.mix_gen.get_state(),
-            "model_arch": self.cfg.student, "model": self.student.state_dict(),
+            "model_arch": self.cfg.student, "model": contiguous_state(self.student.state_dict()),
             "model_range": {"min_depth": self.cfg.min_depth, "max_depth": self.cfg.max_depth},
             "input_size": list(self.size), "teacher_spec": self.spec.to_dict(),
             "opt_s": self.opt_s.state_dict(), "sched_s": self.sched_s.state_dict(),
-            "transform": unwrap(self.transform).state_dict() if self.transform is not None else None,
+            "transform": contiguous_state(unwrap(self.transform).state_dict()) if self.transform is not None else None,
             "opt_t": self.opt_t.state_dict() if self.opt_t else None,
             "sched_t": self.sched_t.state_dict() if self.sched_t else None,
         }
@@ -276,15 +294,19 @@ def train(cfg: TrainConfig, show_progress: bool = True) -> dict[str, Any]:
         print(f"student {cfg.student}: {count_params(d.student) / 1e6:.2f} M parameters, "
               f"{count_macs(d.student, d.size) / 1e9:.2f} GMACs at {d.size[0]}x{d.size[1]}; "
               f"teacher: {sum(p.numel() for p in d.teacher.parameters()) / 1e6:.2f} M parameters, "
-              f"{len(d.bn_hooks)} BN layers hooked; device {d.device}")
+              f"{len(d.bn_hooks)} BN layers hooked; device {d.device}, "
+              f"{'channels_last' if cfg.channels_last else 'contiguous'} layout, "
+              f"{describe_precision(cfg.precision, d.precision, d.device)}")
     writer = _tensorboard(out / "tb") if d.rank == 0 else None
     loader = make_loader(cfg, d.size)
     batches = iter(loader)
     # exact resume: the stream is a function of the seed, so skip the batches already used
     for _ in range(d.step):
         next(batches)
+    # steady state, from the second step on: the first waits for worker start and the shuffle buffer
     wait = compute = 0.0
-    t_start = time.perf_counter()
+    steady_steps, startup = 0, 0.0
+    t_start = t_begin = time.perf_counter()
     logs: dict[str, float] = {}
     with tqdm(total=cfg.steps, initial=d.step, unit="step", disable=not show_progress or d.rank != 0) as bar:
         while d.step < cfg.steps:
@@ -293,7 +315,10 @@ def train(cfg: TrainConfig, show_progress: bool = True) -> dict[str, Any]:
             t1 = time.perf_counter()
             logs = d.train_step(batch)
             t2 = time.perf_counter()
-            wait, compute = wait + t1 - t0, compute + t2 - t1
+            if startup == 0.0:
+                startup = t2 - t_begin
+            else:
+                wait, compute, steady_steps = wait + t1 - t0, compute + t2 - t1, steady_steps + 1
             bar.update(1)
             if d.step % cfg.log_every == 0 or d.step == cfg.steps:
                 ips = cfg.batch_size * d.world * cfg.log_every / max(1e-9, (t2 - t_start))
@@ -318,7 +343,8 @@ def train(cfg: TrainConfig, show_progress: bool = True) -> dict[str, Any]:
         d.save(out / "student.pt")
     if writer:
         writer.close()
-    return {"steps": d.step, "last": logs, "data_wait_share": wait / max(1e-9, wait + compute), "out": str(out)}
+    return {"steps": d.step, "last": logs, "data_wait_share": wait / max(1e-9, wait + compute), "out": str(out),
+            "images_per_s": cfg.batch_size * d.world * steady_steps / max(1e-9, wait + compute), "startup_s": startup}
 
 
 def _tensorboard(path: Path):

@@ -1,20 +1,30 @@
 #!/usr/bin/env python
-"""Training speed of `distill train` with the default teacher (ResNet-34 depth net) and student
-(MobileNetV2), the full method (mixing + transformation network + BN-statistics loss).
+"""Training speed of `distill train`: today's defaults against the fp32 reference path, in one run.
 
-For each input size it runs real training steps on a synthetic shard dataset (simgen.synthetic,
-no Blender needed) and prints: training images/s, the share of step time spent waiting for
-data, the achieved GFLOP/s of the step's convolutions, and, as the reference measured in the
-same run, the GFLOP/s of a plain float32 matrix product on the same device. Their ratio says
-how much of the machine the training loop uses; the data-wait share says whether loading is the
-bottleneck (it must not be).
+For each input size and each method (full: mixing + T + BN-statistics loss; kd: plain KD), it runs
+real training steps on a synthetic shard dataset (simgen.synthetic, no Blender needed) with a
+ResNet-18 teacher and a MobileNetV2 student, twice:
+  reference  --precision fp32 --channels-last off --refresh-kd-target (the path before the speed work)
+  refreshed  the default with --refresh-kd-target (full method only: isolates the one-pass step)
+  default    --precision auto --channels-last on (one T and teacher pass per step)
+and prints images/s, their ratio, the share of step time spent waiting for data, and the achieved
+GFLOP/s against a matrix product of the same precision measured in the same run. It also measures
+the data pipeline alone (a step of zero cost): the rate it can feed per worker, which says how
+many workers a faster machine needs. `--busy N` runs the default path again beside N busy
+processes (pure spin loops), to show how throughput degrades when the machine is shared.
 
-    python scripts/bench_train.py [--sizes 228x304,96x128] [--steps 12] [--batch-size 8] [--device auto]
+    python scripts/bench_train.py [--sizes 96x128,192x256] [--steps 12] [--batch-size 8] [--busy 1]
 """
 
 from __future__ import annotations
 
+import distill  # noqa: F401  (first: sets the OpenMP wait policy before torch loads)
+
 import argparse
+import contextlib
+import io
+import multiprocessing as mp
+import os
 import tempfile
 import time
 from dataclasses import replace
@@ -24,12 +34,17 @@ import torch
 
 from distill.networks import build_depth_model, count_macs
 from distill.networks.transform import TransformNet
-from distill.train import TrainConfig, pick_device, train
+from distill.runtime import pick_device, resolve_precision
+from distill.train import TrainConfig, make_loader, train
 from simgen.synthetic import write_synthetic_dataset
 
+REFERENCE = dict(precision="fp32", channels_last=False, refresh_kd_target=True)
+METHODS = {"full": dict(mixing=True, transform=True), "kd": dict(mixing=False, transform=False)}
 
-def matmul_gflops(device: torch.device, n: int = 2048, repeats: int = 10) -> float:
-    a, b = torch.randn(n, n, device=device), torch.randn(n, n, device=device)
+
+def matmul_gflops(device: torch.device, precision: str, n: int = 2048, repeats: int = 10) -> float:
+    dtype = torch.bfloat16 if precision == "bf16" else torch.float32
+    a, b = torch.randn(n, n, device=device, dtype=dtype), torch.randn(n, n, device=device, dtype=dtype)
     for _ in range(2):
         a @ b
     if device.type == "cuda":
@@ -42,48 +57,102 @@ def matmul_gflops(device: torch.device, n: int = 2048, repeats: int = 10) -> flo
     return 2 * n ** 3 * repeats / (time.perf_counter() - t0) / 1e9
 
 
-def step_flops(size: tuple[int, int], batch: int) -> float:
-    """FLOPs of one training step of the full method (2 FLOPs per multiply-accumulate; backward
-    counted as twice the forward): T forward+backward with the teacher forward and its backward to
-    the input, T forward again, teacher forward (no grad), student forward+backward."""
+def step_flops(size: tuple[int, int], batch: int, method: str, refresh: bool) -> float:
+    """FLOPs of one step (2 per multiply-accumulate; a backward with weight gradients counted as
+    twice its forward, the teacher's backward to its input as once). Full method: T forward and
+    backward, teacher forward and backward to the input, [T and teacher forward again with
+    --refresh-kd-target], student forward and backward. Plain KD: teacher forward, student."""
     student = count_macs(build_depth_model("mobilenetv2"), size)
-    teacher = count_macs(build_depth_model("resnet34"), size)
+    teacher = count_macs(build_depth_model("resnet18"), size)
+    if method == "kd":
+        return 2.0 * (teacher + 3 * student) * batch
     tnet = count_macs(TransformNet(), size)
-    macs = 3 * tnet + 3 * teacher + tnet + teacher + 3 * student
+    macs = 3 * tnet + 2 * teacher + (tnet + teacher if refresh else 0) + 3 * student
     return 2.0 * macs * batch
+
+
+def _spin() -> None:
+    while True:
+        pass
+
+
+def loader_rate(cfg: TrainConfig, size: tuple[int, int], batches: int = 24) -> float:
+    """Images/s the data pipeline delivers on its own (the step costs nothing)."""
+    it = iter(make_loader(cfg, size))
+    next(it)  # workers started, buffers filling
+    t0 = time.perf_counter()
+    for _ in range(batches):
+        next(it)
+    return batches * cfg.batch_size / (time.perf_counter() - t0)
+
+
+def timed_run(cfg: TrainConfig, steps: int) -> tuple[float, float]:
+    """(images/s, data-wait share) of `steps` steps in steady state: `train` leaves out its first
+    step (worker start, shuffle-buffer fill, first-call kernel set-up)."""
+    with contextlib.redirect_stdout(io.StringIO()):  # the run's start line, once per run
+        summary = train(replace(cfg, steps=steps + 1), show_progress=False)
+    return summary["images_per_s"], summary["data_wait_share"]
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--sizes", default="228x304,96x128")
-    ap.add_argument("--steps", type=int, default=12, help="timed steps per size (after 3 warm-up steps)")
+    ap.add_argument("--sizes", default="96x128,192x256")
+    ap.add_argument("--methods", default="full,kd")
+    ap.add_argument("--steps", type=int, default=12, help="timed steps per run (after one untimed step)")
     ap.add_argument("--batch-size", type=int, default=8)
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--device", default="auto")
+    ap.add_argument("--busy", type=int, default=0, help="also run the default path beside N busy processes")
     args = ap.parse_args()
     device = pick_device(args.device)
+    auto = resolve_precision("auto", device)
     sizes = [tuple(int(v) for v in s.split("x")) for s in args.sizes.split(",")]
-    ref = matmul_gflops(device)
-    print(f"device {device}; reference float32 matmul 2048^3: {ref:.1f} GFLOP/s")
+    ref = {p: matmul_gflops(device, p) for p in sorted({"fp32", auto})}
+    print(f"device {device}; torch {torch.__version__}; {torch.get_num_threads()} threads; "
+          f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', '(unset)')}; auto precision = {auto}")
+    print("matmul 2048^3 reference: " + ", ".join(f"{p} {g:.1f} GFLOP/s" for p, g in ref.items()))
     with tempfile.TemporaryDirectory(prefix="bench-train-") as tmp:
         tmp = Path(tmp)
         shards = write_synthetic_dataset(tmp / "shards", n=256, size=(240, 320), per_shard=32)
         for size in sizes:
             teacher = tmp / f"teacher-{size[0]}x{size[1]}.ckpt"
-            torch.save({"model_arch": "resnet34", "model": build_depth_model("resnet34").state_dict(),
+            torch.save({"model_arch": "resnet18", "model": build_depth_model("resnet18").state_dict(),
                         "input_size": list(size), "model_range": {"min_depth": 0.1, "max_depth": 10.0}}, teacher)
-            cfg = TrainConfig(shards=[str(shards)], out=str(tmp / f"warm-{size[0]}"), teacher={"source": str(teacher)},
-                              steps=3, batch_size=args.batch_size, workers=args.workers, device=str(device),
-                              log_every=1000, ckpt_every=10 ** 6, warmup=1)
-            train(cfg, show_progress=False)  # warm-up: allocator, kernels, worker start
-            t0 = time.perf_counter()
-            summary = train(replace(cfg, out=str(tmp / f"run-{size[0]}"), steps=args.steps), show_progress=False)
-            seconds = time.perf_counter() - t0
-            ips = args.steps * args.batch_size / seconds
-            achieved = step_flops(size, args.batch_size) * args.steps / seconds / 1e9
-            print(f"{size[0]}x{size[1]} batch {args.batch_size}: {ips:.2f} images/s, "
-                  f"data wait {100 * summary['data_wait_share']:.1f}% of step time, "
-                  f"{achieved:.1f} GFLOP/s achieved = {achieved / ref:.2f}x the matmul reference")
+            base = TrainConfig(shards=[str(shards)], out="", teacher={"source": str(teacher)},
+                               batch_size=args.batch_size, workers=args.workers, device=str(device),
+                               log_every=1000, ckpt_every=10 ** 6, warmup=1)
+            feed = loader_rate(base, size)
+            print(f"\n{size[0]}x{size[1]}, batch {args.batch_size}: data pipeline alone {feed:.1f} images/s with "
+                  f"{args.workers} workers ({feed / max(1, args.workers):.1f} per worker)")
+            for method in args.methods.split(","):
+                results = {}
+                variants = [("reference", REFERENCE), ("default", {})]
+                if method == "full":  # what the one-pass step alone brings
+                    variants.insert(1, ("refreshed", dict(refresh_kd_target=True)))
+                for name, overrides in variants:
+                    cfg = replace(base, out=str(tmp / f"{method}-{name}-{size[0]}"), **METHODS[method], **overrides)
+                    ips, wait = timed_run(cfg, args.steps)
+                    prec = cfg.precision if cfg.precision != "auto" else auto
+                    gflops = step_flops(size, args.batch_size, method, cfg.refresh_kd_target) * ips / args.batch_size / 1e9
+                    results[name] = ips
+                    print(f"  {method:4s} {name:9s} ({prec}, {'channels_last' if cfg.channels_last else 'contiguous'}"
+                          f"{', refresh' if cfg.refresh_kd_target and method == 'full' else ''}): {ips:6.2f} images/s, "
+                          f"data wait {100 * wait:4.1f}%, {gflops:6.1f} GFLOP/s = {gflops / ref[prec]:.2f}x the {prec} matmul",
+                          flush=True)
+                print(f"  {method:4s} default / reference: {results['default'] / results['reference']:.2f}x"
+                      + (f" (one-pass step alone: {results['default'] / results['refreshed']:.2f}x)" if method == "full" else ""))
+                if args.busy:
+                    procs = [mp.Process(target=_spin, daemon=True) for _ in range(args.busy)]
+                    for p in procs:
+                        p.start()
+                    try:
+                        ips, wait = timed_run(replace(base, out=str(tmp / f"{method}-busy-{size[0]}"), **METHODS[method]),
+                                              args.steps)
+                    finally:
+                        for p in procs:
+                            p.terminate()
+                    print(f"  {method:4s} default beside {args.busy} busy process(es): {ips:.2f} images/s "
+                          f"({results['default'] / ips:.2f}x slower), data wait {100 * wait:.1f}%", flush=True)
 
 
 if __name__ == "__main__":

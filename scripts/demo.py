@@ -19,6 +19,8 @@ About 15 minutes on 2 CPU cores. Every step shows progress; rerunning continues 
 
 from __future__ import annotations
 
+import distill  # noqa: F401  (first: sets the OpenMP wait policy before torch loads)
+
 import argparse
 import json
 import time

@@ -14,6 +14,8 @@ Writes OUT/diagnose.png: raw | mixed | T(raw) | teacher on raw | teacher on T(ra
 
 from __future__ import annotations
 
+import distill  # noqa: F401  (first: sets the OpenMP wait policy before torch loads)
+
 import argparse
 import json
 from pathlib import Path

@@ -60,11 +60,12 @@ def test_student_learns_the_teacher(tmp_path, synthetic_shards, teacher_file):
     assert (tmp_path / "run" / "tb").is_dir() and json.loads((tmp_path / "run" / "config.json").read_text())["steps"] == 80
 
 
-def test_resume_continues_exactly(tmp_path, synthetic_shards, teacher_file, monkeypatch):
-    straight = config(synthetic_shards, teacher_file, tmp_path / "a", steps=6)
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_resume_continues_exactly(tmp_path, synthetic_shards, teacher_file, monkeypatch, precision):
+    straight = config(synthetic_shards, teacher_file, tmp_path / "a", steps=6, precision=precision)
     train(straight, show_progress=False)
     # the same run interrupted (Ctrl-C) during step 5, after the checkpoint of step 3
-    interrupted = config(synthetic_shards, teacher_file, tmp_path / "b", steps=6)
+    interrupted = config(synthetic_shards, teacher_file, tmp_path / "b", steps=6, precision=precision)
     real_step = Distiller.train_step
 
     def step_or_interrupt(self, batch):
