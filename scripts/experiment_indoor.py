@@ -20,7 +20,7 @@ Each is evaluated on split=test per scene and overall (AbsRel, RMSE, delta1) wit
 with median alignment, plus parameters, MACs and CPU latency. Writes OUT/results.md (copy it to
 docs/results.md), OUT/results.json and OUT/grid-*.png (the same test images for every model).
 Finished steps are skipped when the command is run again. `--variants` adds rows v1.. (VARIANTS):
-changes to row f that the method leaves open.
+changes to row f that the method leaves open. `--rows f,v4` runs only those rows (and the teacher).
 """
 
 from __future__ import annotations
