@@ -333,7 +333,7 @@ def train(cfg: TrainConfig, show_progress: bool = True) -> dict[str, Any]:
             if cfg.val and d.rank == 0 and (d.step % cfg.val_every == 0 or d.step == cfg.steps):
                 from distill.evaluate import evaluate_model
 
-                metrics = evaluate_model(d.student, cfg.val, d.size, d.device)["overall"]
+                metrics = evaluate_model(d.student, cfg.val, d.size, d.device, precision=d.precision)["overall"]
                 if writer:
                     for k, v in metrics.items():
                         writer.add_scalar(f"val/{k}", v, d.step)
