@@ -1,9 +1,12 @@
 """`distill`: distill a depth teacher into a small student from simulated shards, evaluate, export.
 
     distill train --shards shards/ --teacher teacher.pt --out runs/s1 [--steps 2000]
+    distill train --config runs/s1/config.json --out runs/s2    (the same run again)
     distill eval --model runs/s1/student.pt --data DIR [--protocol nyu] [--align median]
     distill export --model runs/s1/student.pt --format onnx|torchscript --out student.onnx
-    distill fit-teacher --data DIR --out teacher.ckpt [--arch resnet34]
+    distill fit-teacher --data DIR --out teacher.ckpt [--arch resnet34] [--input-size 320x224]
+
+Sizes are WIDTHxHEIGHT everywhere (as simgen's --resolution). --debug shows an error's traceback.
     distill mix-preview --shards shards/ --out mixed.png
 """
 
@@ -16,150 +19,95 @@ from dataclasses import asdict
 from pathlib import Path
 
 from distill import __version__
-
-
-def _size(text: str) -> tuple[int, int]:
-    try:
-        h, w = (int(v) for v in text.lower().split("x"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be HxW (e.g. 224x320), got {text!r}") from None
-    return h, w
-
-
-def _floats3(text: str) -> tuple[float, float, float]:
-    try:
-        vals = tuple(float(v) for v in text.split(","))
-    except ValueError:
-        vals = ()
-    if len(vals) != 3:
-        raise argparse.ArgumentTypeError(f"must be three comma-separated numbers, got {text!r}")
-    return vals  # type: ignore[return-value]
-
-
-def _on_off(text: str) -> bool:
-    if text not in ("on", "off"):
-        raise argparse.ArgumentTypeError(f"must be on or off, got {text!r}")
-    return text == "on"
-
-
-def _add_speed_options(p: argparse.ArgumentParser, layout: bool = True) -> None:
-    from distill.runtime import PRECISIONS
-
-    p.add_argument("--precision", choices=PRECISIONS, default="auto",
-                   help="auto (default): bf16 autocast where the device runs it natively (CUDA with bf16, a CPU with "
-                        "avx512_bf16 or AMX), fp32 elsewhere; weights and checkpoints stay fp32")
-    if layout:
-        p.add_argument("--channels-last", type=_on_off, default=True,
-                       help="NHWC memory layout for the networks and inputs on|off (default on: faster on CPUs and GPUs)")
+from simgen.options import ConfigError, Size, add_options, given, parse_size, read_config_file, swapped_hint
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from distill.networks import ARCHITECTURES
+    """Flags are generated from the config dataclasses (simgen/options.py): each default and its
+    help text live once, on the field."""
+    from distill.evaluate import EvalConfig
+    from distill.export import EXPORT_FORMATS
+    from distill.fit_teacher import FitConfig
+    from distill.mixing import MixConfig
+    from distill.teacher import TeacherSpec
+    from distill.train import TrainConfig
 
     p = argparse.ArgumentParser(prog="distill", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--version", action="version", version=f"distill {__version__}")
     sub = p.add_subparsers(dest="command", required=True)
 
-    t = sub.add_parser("train", help="distill a teacher into a student on simgen shards")
-    t.add_argument("--shards", action="append", required=True, help="simgen dataset directory (repeatable)")
-    t.add_argument("--teacher", required=True, help="TorchScript file, checkpoint of this project, or package.module:factory")
-    t.add_argument("--teacher-weights", help="state dict for a package.module:factory teacher")
-    t.add_argument("--teacher-input-size", type=_size, default=(224, 320), help="HxW the teacher takes (default 224x320)")
-    t.add_argument("--teacher-mean", type=_floats3, default=(0.485, 0.456, 0.406), help="normalisation mean (default ImageNet)")
-    t.add_argument("--teacher-std", type=_floats3, default=(0.229, 0.224, 0.225), help="normalisation std (default ImageNet)")
-    t.add_argument("--teacher-output", choices=["metric", "inverse", "relative"], default="metric")
-    t.add_argument("--student", choices=ARCHITECTURES, default="mobilenetv2")
-    t.add_argument("--student-imagenet", help="torchvision ImageNet state dict file for the student's encoder")
-    t.add_argument("--out", required=True, help="run directory (checkpoint.pt, student.pt, tb/)")
-    t.add_argument("--steps", type=int, default=2000)
-    t.add_argument("--batch-size", type=int, default=8)
-    t.add_argument("--lr", type=float, default=1e-3)
-    t.add_argument("--lr-transform", type=float, default=1e-4)
-    t.add_argument("--mixing", type=_on_off, default=True, help="object-wise mixing on|off (default on)")
-    t.add_argument("--depth-aware-mixing", action="store_true", help="paste only where the object is nearer")
-    t.add_argument("--transform", type=_on_off, default=True, help="transformation network on|off (default on)")
-    t.add_argument("--transform-steps", type=int, default=1, help="T updates per student update")
-    t.add_argument("--w-bn", type=float, default=1.0)
-    t.add_argument("--bn-loss", choices=["sum", "normalized"], default="sum",
-                   help="BN term of T: plain sum over layers, or each layer normalised by its running statistics")
-    t.add_argument("--w-content", type=float, default=10.0)
-    t.add_argument("--w-adv", type=float, default=0.0, help="teacher-student disagreement weight for T (0 = off)")
-    t.add_argument("--refresh-kd-target", action="store_true",
-                   help="run T and the teacher again after T's update for the student's target (the paper's step; "
-                        "one T and teacher pass more per step)")
-    t.add_argument("--max-depth", type=float, default=10.0)
-    t.add_argument("--seed", type=int, default=0)
-    t.add_argument("--workers", type=int, default=2, help="DataLoader workers")
-    t.add_argument("--device", default="auto")
-    _add_speed_options(t)
-    t.add_argument("--val", help="RGB-D folder evaluated every --val-every steps")
-    t.add_argument("--val-every", type=int, default=500)
-    t.add_argument("--ckpt-every", type=int, default=500)
-    t.add_argument("--log-every", type=int, default=20)
-    t.add_argument("--resume", action="store_true", help="continue the run in --out exactly where it stopped")
-    t.add_argument("--quiet", action="store_true")
+    t = sub.add_parser("train", help="distill a teacher into a student on simgen shards",
+                       description="Every option is a field of distill.train.TrainConfig; OUT/config.json holds a run's "
+                                   "values and `--config OUT/config.json --out NEW` reproduces it.")
+    t.add_argument("--config", help="JSON config of an earlier run (OUT/config.json); flags given override it")
+    add_options(t, TrainConfig, required=("shards",), required_note="required unless --config gives it")
+    add_options(t, TeacherSpec, prefix="teacher-", required=("source",), required_note="required unless --config gives it")
+    add_options(t, MixConfig, prefix="mix-")
+    _add_common(t)
 
     e = sub.add_parser("eval", help="AbsRel, SqRel, RMSE, RMSE log, log10, delta1-3 on RGB-D data")
-    e.add_argument("--model", required=True, help="checkpoint of this project or exported TorchScript")
-    e.add_argument("--data", required=True, help="rgb/+depth/ folder, index.csv folder, or simgen dataset")
-    e.add_argument("--split", default="test", help="index.csv split to use (default test; 'all' for every row)")
-    e.add_argument("--depth-scale", type=float, default=1000.0, help="depth PNG units per metre (1000 NYU, 256 KITTI)")
-    e.add_argument("--protocol", choices=["nyu", "kitti", "none"], default="nyu")
-    e.add_argument("--align", choices=["none", "median", "scale-shift"], default="none")
-    e.add_argument("--input-size", type=_size, help="model input HxW (default: from the checkpoint)")
-    e.add_argument("--out", default="eval", help="folder for metrics.json and grid.png")
-    e.add_argument("--device", default="auto")
-    _add_speed_options(e, layout=False)
+    add_options(e, EvalConfig, required=("model", "data"))
+    _add_common(e)
 
     x = sub.add_parser("export", help="export a student to ONNX or TorchScript and check it")
-    x.add_argument("--model", required=True)
-    x.add_argument("--format", choices=["onnx", "torchscript"], required=True)
-    x.add_argument("--out", required=True)
+    x.add_argument("--model", required=True, help="checkpoint of this project")
+    x.add_argument("--format", choices=EXPORT_FORMATS, required=True)
+    x.add_argument("--out", required=True, help="file to write")
+    _add_common(x)
 
     f = sub.add_parser("fit-teacher", help="supervised training of a reference teacher on RGB-D data")
-    f.add_argument("--data", required=True)
-    f.add_argument("--out", required=True, help="checkpoint file to write")
-    f.add_argument("--arch", choices=ARCHITECTURES, default="resnet34")
-    f.add_argument("--split", default="train")
-    f.add_argument("--depth-scale", type=float, default=1000.0)
-    f.add_argument("--input-size", type=_size, default=(224, 320))
-    f.add_argument("--max-depth", type=float, default=10.0)
-    f.add_argument("--steps", type=int, default=2000)
-    f.add_argument("--batch-size", type=int, default=8)
-    f.add_argument("--lr", type=float, default=1e-3)
-    f.add_argument("--seed", type=int, default=0)
-    f.add_argument("--workers", type=int, default=2)
-    f.add_argument("--device", default="auto")
-    _add_speed_options(f)
-    f.add_argument("--quiet", action="store_true")
+    add_options(f, FitConfig, required=("data", "out"))
+    _add_common(f)
 
     m = sub.add_parser("mix-preview", help="picture of object-wise mixed samples")
-    m.add_argument("--shards", action="append", required=True)
-    m.add_argument("--out", required=True)
-    m.add_argument("--count", type=int, default=8)
-    m.add_argument("--size", type=_size, default=(224, 320))
-    m.add_argument("--depth-aware", action="store_true")
-    m.add_argument("--seed", type=int, default=0)
+    m.add_argument("--shards", action="append", required=True, help="simgen dataset directory (repeatable)")
+    m.add_argument("--out", required=True, help="PNG file to write")
+    m.add_argument("--count", type=int, default=8, help="samples (default 8)")
+    m.add_argument("--size", type=parse_size, default=Size(320, 224), help="WIDTHxHEIGHT of the crops (default 320x224)")
+    m.add_argument("--seed", type=int, default=0, help="seed (default 0)")
+    add_options(m, MixConfig, prefix="mix-", skip=("prob",))
+    _add_common(m)
     return p
 
 
-def _train(a: argparse.Namespace) -> int:
-    from distill.mixing import MixConfig
-    from distill.train import TrainConfig, train
+def _add_common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.add_argument("--debug", action="store_true", help="show the traceback of an error, not one line")
 
-    teacher = {"source": a.teacher, "weights": a.teacher_weights, "input_size": tuple(a.teacher_input_size),
-               "mean": tuple(a.teacher_mean), "std": tuple(a.teacher_std), "output": a.teacher_output}
-    cfg = TrainConfig(shards=[str(Path(s).resolve()) for s in a.shards], out=a.out, teacher=teacher, student=a.student,
-                      student_imagenet=a.student_imagenet, max_depth=a.max_depth, steps=a.steps, batch_size=a.batch_size,
-                      lr=a.lr, lr_transform=a.lr_transform, mixing=a.mixing,
-                      mix=asdict(MixConfig(depth_aware=a.depth_aware_mixing)), transform=a.transform,
-                      transform_steps=a.transform_steps, w_bn=a.w_bn, bn_loss=a.bn_loss, w_content=a.w_content, w_adv=a.w_adv,
-                      refresh_kd_target=a.refresh_kd_target, seed=a.seed, workers=a.workers, device=a.device,
-                      precision=a.precision, channels_last=a.channels_last, val=a.val, val_every=a.val_every,
-                      ckpt_every=a.ckpt_every, log_every=a.log_every, resume=a.resume)
+
+def _require(values: dict, names: tuple[str, ...], flags: dict[str, str]) -> None:
+    missing = [flags[n] for n in names if not values.get(n)]
+    if missing:
+        raise ConfigError(f"the following arguments are required: {', '.join(missing)}")
+
+
+def train_config_from_args(a: argparse.Namespace):
+    """TrainConfig from --config FILE (if given) overridden by the flags that were typed."""
+    from distill.mixing import MixConfig
+    from distill.teacher import TeacherSpec
+    from distill.train import TrainConfig
+
+    base = read_config_file(a.config, TrainConfig) if a.config else {}
+    values = {**base, **given(a, TrainConfig)}
+    values["teacher"] = {**base.get("teacher", {}), **given(a, TeacherSpec, "teacher-")}
+    values["mix"] = {**base.get("mix", {}), **given(a, MixConfig, "mix-")}
+    if a.config and "resume" not in given(a, TrainConfig):
+        values["resume"] = False  # a config file starts a new run unless --resume is typed
+    _require(values, ("shards",), {"shards": "--shards"})
+    _require(values["teacher"], ("source",), {"source": "--teacher"})
+    return TrainConfig(**values)
+
+
+def _train(a: argparse.Namespace) -> int:
+    from distill.train import train
+
+    cfg = train_config_from_args(a)
     _init_distributed()
     summary = train(cfg, show_progress=not a.quiet)
-    print(f"distill: {summary['steps']} steps; student in {Path(a.out) / 'student.pt'}; "
+    if summary.get("already_finished"):
+        print(f"distill: {cfg.out} already holds this finished run ({summary['steps']} steps); nothing to do")
+        return 0
+    print(f"distill: {summary['steps']} steps; student in {Path(cfg.out) / 'student.pt'}; "
           f"data wait {100 * summary['data_wait_share']:.0f}% of step time")
     return 0
 
@@ -177,20 +125,35 @@ def _init_distributed() -> None:
             torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
 
 
+def _load_model_flag(path: str, device: str = "cpu"):
+    """load_model for --model: its errors name the flag."""
+    from distill.checkpoint import CheckpointError, load_model
+
+    try:
+        return load_model(path, device)
+    except CheckpointError as e:
+        raise CheckpointError(f"--model {e}") from None
+
+
 def _eval(a: argparse.Namespace) -> int:
-    from distill.evaluate import evaluate_model, format_metrics, load_model_for_eval
+    from distill.evaluate import EvalConfig, evaluate_model, format_metrics
     from distill.runtime import pick_device
 
-    device = pick_device(a.device)
-    model, size = load_model_for_eval(a.model, device)
-    size = a.input_size or size
+    cfg = EvalConfig(**given(a, EvalConfig))
+    _require(asdict(cfg), ("model", "data"), {"model": "--model", "data": "--data"})
+    device = pick_device(cfg.device)
+    model, info = _load_model_flag(cfg.model, device)
+    size = cfg.input_size or info.input_size
     if size is None:
-        raise ValueError(f"{a.model}: input size unknown; pass --input-size HxW")
-    out = Path(a.out)
+        raise ConfigError(f"{cfg.model}: input size unknown; pass --input-size WIDTHxHEIGHT")
+    if cfg.input_size and info.input_size and swapped_hint(cfg.input_size, info.input_size):
+        raise ConfigError(f"--input-size {cfg.input_size}: the model was trained at {info.input_size}"
+                          + swapped_hint(cfg.input_size, info.input_size))
+    out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
-    result = evaluate_model(model, a.data, size, device, a.protocol, a.align, a.depth_scale,
-                            None if a.split == "all" else a.split, grid_path=out / "grid.png", precision=a.precision)
-    result.update(model=a.model, data=a.data, input_size=list(size))
+    result = evaluate_model(model, cfg.data, size, device, cfg.protocol, cfg.align, cfg.depth_scale, cfg.split,
+                            grid_path=out / "grid.png", precision=cfg.precision)
+    result.update(model=cfg.model, data=cfg.data, input_size=list(size))
     (out / "metrics.json").write_text(json.dumps(result, indent=1))
     print(format_metrics(result))
     print(f"distill: wrote {out / 'metrics.json'} and {out / 'grid.png'} (RGB | ground truth | prediction | error)")
@@ -198,14 +161,14 @@ def _eval(a: argparse.Namespace) -> int:
 
 
 def _export(a: argparse.Namespace) -> int:
-    import torch
-
-    from distill.evaluate import load_model_for_eval
     from distill.export import export_model
 
-    model, size = load_model_for_eval(a.model, torch.device("cpu"))
-    spec = export_model(model, size, a.out, a.format)
-    print(f"distill: wrote {a.out} ({a.format}); input float32 Bx3x{size[0]}x{size[1]} RGB in [0,1], output depth "
+    model, info = _load_model_flag(a.model)
+    if info.input_size is None:
+        raise ConfigError(f"{a.model}: input size unknown (not a checkpoint of this project?)")
+    spec = export_model(model, info.input_size, a.out, a.format)
+    w, h = info.input_size
+    print(f"distill: wrote {a.out} ({a.format}); input float32 Bx3x{h}x{w} RGB in [0,1], output depth "
           f"in metres; largest difference to the checkpoint {spec['max_abs_diff']:.2e} m "
           f"(relative {spec['max_rel_diff']:.2e})")
     return 0
@@ -214,11 +177,12 @@ def _export(a: argparse.Namespace) -> int:
 def _fit(a: argparse.Namespace) -> int:
     from distill.fit_teacher import FitConfig, fit_teacher
 
-    cfg = FitConfig(data=a.data, out=a.out, arch=a.arch, input_size=a.input_size, depth_scale=a.depth_scale,
-                    split=None if a.split == "all" else a.split, max_depth=a.max_depth, steps=a.steps,
-                    batch_size=a.batch_size, lr=a.lr, seed=a.seed, workers=a.workers, device=a.device,
-                    precision=a.precision, channels_last=a.channels_last)
-    summary = fit_teacher(cfg, show_progress=not a.quiet)
+    values = given(a, FitConfig)
+    _require(values, ("data", "out"), {"data": "--data", "out": "--out"})
+    summary = fit_teacher(FitConfig(**values), show_progress=not a.quiet)
+    if summary.get("already_finished"):
+        print(f"distill: {summary['out']} already holds this fitted teacher; nothing to do")
+        return 0
     print(f"distill: teacher checkpoint {summary['out']} after {summary['steps']} steps (loss {summary['loss']:.3f})")
     return 0
 
@@ -232,11 +196,11 @@ def _mix_preview(a: argparse.Namespace) -> int:
     from distill.mixing import MixConfig, mix_objects
     from simgen.preview import colorize_depth, colorize_instances
 
-    stream = ShardStream(a.shards, a.size, seed=a.seed, buffer=16, augment=False, epochs=1)
+    stream = ShardStream(a.shards, a.size.hw, seed=a.seed, buffer=16, augment=False, epochs=1)
     items = [it for _, it in zip(range(a.count), iter(stream))]
     batch = {k: torch.stack([it[k] for it in items]) for k in ("rgb", "depth", "inst")}
     rgb, depth, inst, pasted = mix_objects(batch["rgb"], batch["depth"], batch["inst"],
-                                           MixConfig(prob=1.0, depth_aware=a.depth_aware),
+                                           MixConfig(**{**given(a, MixConfig, "mix-"), "prob": 1.0}),
                                            torch.Generator().manual_seed(a.seed))
     rows = []
     for i in range(len(items)):
@@ -251,18 +215,28 @@ def _mix_preview(a: argparse.Namespace) -> int:
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+def user_errors() -> tuple[type[BaseException], ...]:
+    """The project's own error types: what a user can fix, reported as one line."""
+    from distill.checkpoint import CheckpointError
+    from distill.data import DataError
     from distill.teacher import TeacherError
     from simgen.shards import ShardError
 
+    return (ConfigError, TeacherError, ShardError, CheckpointError, DataError, FileExistsError, FileNotFoundError,
+            PermissionError)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
     handlers = {"train": _train, "eval": _eval, "export": _export, "fit-teacher": _fit, "mix-preview": _mix_preview}
     try:
         return handlers[args.command](args)
     except KeyboardInterrupt:
         print("\ndistill: interrupted; the last checkpoint is kept (--resume continues)", file=sys.stderr)
         return 130
-    except (TeacherError, ShardError, FileExistsError, FileNotFoundError, ValueError, OSError, RuntimeError) as e:
+    except user_errors() as e:
+        if args.debug:
+            raise
         print(f"distill: error: {e}", file=sys.stderr)
         return 2
 

@@ -15,8 +15,16 @@ import torch.nn.functional as F
 from PIL import Image
 from torch.utils.data import Dataset, IterableDataset, get_worker_info
 
-from simgen.shards import Dataset as ShardDataset
-from simgen.shards import Sample, ShardError, iter_shard
+from simgen.shards import MANIFEST, DatasetReader, Sample, ShardError
+
+
+class DataError(OSError):
+    """RGB-D frames that are missing or unreadable; the message names the file."""
+
+
+# The shard order of epoch e is shuffled with seed * EPOCH_SEED_STRIDE + e: a prime stride larger
+# than any epoch count, so (seed, epoch) pairs never share an order.
+EPOCH_SEED_STRIDE = 1_000_003
 
 
 def _rank_world() -> tuple[int, int]:
@@ -33,11 +41,12 @@ def to_tensors(rgb: np.ndarray, depth: np.ndarray, inst: np.ndarray | None = Non
     return out
 
 
-def resize_crop(item: dict[str, torch.Tensor], size: tuple[int, int], rng: random.Random | None) -> dict[str, torch.Tensor]:
-    """Scale so the image covers `size`, then crop (random with rng, central without). Depth and
-    instance ids are resized with nearest neighbour: no invented depth at object edges."""
+def resize_crop(item: dict[str, torch.Tensor], hw: tuple[int, int], rng: random.Random | None) -> dict[str, torch.Tensor]:
+    """Scale so the image covers `hw` (height, width: torch's order), then crop (random with rng,
+    central without). Depth and instance ids are resized with nearest neighbour: no invented depth
+    at object edges."""
     h, w = item["rgb"].shape[-2:]
-    th, tw = size
+    th, tw = hw
     scale = max(th / h, tw / w)
     nh, nw = max(th, math.ceil(h * scale)), max(tw, math.ceil(w * scale))
     out = {}
@@ -80,13 +89,13 @@ class ShardStream(IterableDataset):
     epoch. Within a worker, a shuffle buffer mixes samples of several shards. The stream repeats
     epochs forever; training length is counted in steps."""
 
-    def __init__(self, roots: list[str | Path], size: tuple[int, int], seed: int = 0, buffer: int = 256,
+    def __init__(self, roots: list[str | Path], hw: tuple[int, int], seed: int = 0, buffer: int = 256,
                  augment: bool = True, epochs: int | None = None):
-        self.datasets = [ShardDataset(r) for r in roots]
+        self.datasets = [DatasetReader(r) for r in roots]
         self.shards = [(ds, rec) for ds in self.datasets for rec in ds.shards]
         if not self.shards:
             raise ShardError(f"{', '.join(map(str, roots))}: no committed shards to train on")
-        self.size, self.seed, self.buffer, self.augment, self.epochs = size, seed, buffer, augment, epochs
+        self.hw, self.seed, self.buffer, self.augment, self.epochs = hw, seed, buffer, augment, epochs
 
     def __len__(self) -> int:
         return sum(rec["count"] for _, rec in self.shards)
@@ -96,7 +105,7 @@ class ShardStream(IterableDataset):
         info = get_worker_info()
         wid, nw = (info.id, info.num_workers) if info else (0, 1)
         order = list(range(len(self.shards)))
-        random.Random(self.seed * 1_000_003 + epoch).shuffle(order)
+        random.Random(self.seed * EPOCH_SEED_STRIDE + epoch).shuffle(order)
         return [self.shards[i] for i in order[rank * nw + wid::world * nw]]
 
     def __iter__(self) -> Iterator[dict[str, torch.Tensor]]:
@@ -114,9 +123,8 @@ class ShardStream(IterableDataset):
             if not mine:
                 return  # more DataLoader workers than shards: this one idles, the others read
             for ds, rec in mine:
-                path = ds.shard_path(rec)
-                for s in iter_shard(path, ds.depth_scale):
-                    item = resize_crop(to_tensors(s.rgb, s.depth, thing_ids(s)), self.size, rng if self.augment else None)
+                for s in ds.iter_samples([rec]):
+                    item = resize_crop(to_tensors(s.rgb, s.depth, thing_ids(s)), self.hw, rng if self.augment else None)
                     if self.augment:
                         item = augment(item, rng)
                     buf.append(item)
@@ -135,14 +143,14 @@ class RGBDFolder(Dataset):
     a simgen dataset (manifest.json)."""
 
     def __init__(self, root: str | Path, depth_scale: float = 1000.0, split: str | None = None,
-                 size: tuple[int, int] | None = None):
-        self.root, self.depth_scale, self.size = Path(root), float(depth_scale), size
+                 hw: tuple[int, int] | None = None):
+        self.root, self.depth_scale, self.hw = Path(root), float(depth_scale), hw
         self.items: list[dict[str, Any]] = []
         self.shard_samples: list[Sample] | None = None
-        if (self.root / "manifest.json").exists():
-            ds = ShardDataset(self.root)
+        if (self.root / MANIFEST).exists():
+            ds = DatasetReader(self.root)
             self.shard_samples = list(ds.iter_samples())
-            self.items = [{"name": f"{s.index:09d}", "scene": s.meta.get("scene_family", "")} for s in self.shard_samples]
+            self.items = [{"name": s.key, "scene": s.meta.get("scene_family", "")} for s in self.shard_samples]
         elif (self.root / "index.csv").exists():
             with open(self.root / "index.csv", newline="") as f:
                 for row in csv.DictReader(f):
@@ -155,12 +163,12 @@ class RGBDFolder(Dataset):
                 if rgb.suffix.lower() in (".png", ".jpg", ".jpeg"):
                     depth = self.root / "depth" / f"{rgb.stem}.png"
                     if not depth.exists():
-                        raise FileNotFoundError(f"{depth}: no depth for {rgb}")
+                        raise DataError(f"{depth}: no depth for {rgb}")
                     self.items.append({"rgb": rgb, "depth": depth, "name": rgb.stem, "scene": ""})
         else:
-            raise FileNotFoundError(f"{self.root}: expected rgb/ and depth/ folders, an index.csv, or a simgen dataset")
+            raise DataError(f"{self.root}: expected rgb/ and depth/ folders, an index.csv, or a simgen dataset")
         if not self.items:
-            raise FileNotFoundError(f"{self.root}: no frames" + (f" in split {split!r}" if split else ""))
+            raise DataError(f"{self.root}: no frames" + (f" in split {split!r}" if split else ""))
 
     def __len__(self) -> int:
         return len(self.items)
@@ -177,8 +185,8 @@ class RGBDFolder(Dataset):
                 with Image.open(it["depth"]) as im:
                     depth = np.array(im).astype(np.float32) / self.depth_scale
             except OSError as e:
-                raise OSError(f"{it['rgb']} / {it['depth']}: unreadable ({e})") from None
+                raise DataError(f"{it['rgb']} / {it['depth']}: unreadable ({e})") from None
             item = to_tensors(rgb, depth)
-        if self.size:
-            item = resize_crop(item, self.size, None)
+        if self.hw:
+            item = resize_crop(item, self.hw, None)
         return {"rgb": item["rgb"], "depth": item["depth"], "name": it["name"], "scene": it["scene"]}

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -12,52 +12,49 @@ import torch.nn.functional as F
 from PIL import Image
 
 from distill.data import RGBDFolder
-from distill.layers import METRIC_NAMES, align_prediction, compute_depth_errors, eval_mask
-from distill.runtime import autocast, resolve_precision
-
-
-def load_model_for_eval(path: str, device: torch.device) -> tuple[torch.nn.Module, tuple[int, int] | None]:
-    """A student/teacher checkpoint of this project, or an exported TorchScript model.
-    Returns the model (image in [0, 1] -> metric depth) and its input size if known."""
-    if not Path(path).is_file():
-        raise FileNotFoundError(f"--model {path}: no such file")
-    try:
-        model = torch.jit.load(path, map_location=device)
-        meta = Path(path).with_suffix(".json")
-        size = tuple(json.loads(meta.read_text())["input_size"]) if meta.exists() else None
-        return model.eval(), size
-    except RuntimeError:
-        pass
-    try:
-        ckpt = torch.load(path, map_location=device, weights_only=False)
-    except Exception as e:
-        raise ValueError(f"--model {path}: neither TorchScript nor a checkpoint ({type(e).__name__}: {e})") from None
-    if not isinstance(ckpt, dict) or "model_arch" not in ckpt:
-        raise ValueError(f"--model {path}: not a checkpoint of this project (no model_arch)")
-    from distill.networks import build_depth_model
-
-    model = build_depth_model(ckpt["model_arch"], **ckpt.get("model_range", {}))
-    model.load_state_dict(ckpt["model"])
-    return model.to(device).eval(), tuple(ckpt["input_size"]) if "input_size" in ckpt else None
+from distill.layers import ALIGNMENTS, METRIC_NAMES, PROTOCOLS, align_prediction, compute_depth_errors, eval_mask
+from distill.runtime import PRECISIONS, autocast, resolve_precision
+from simgen.options import ConfigError, Size, as_size, option, parse_size
 
 
 @torch.no_grad()
-def predict(model: torch.nn.Module, rgb: torch.Tensor, size: tuple[int, int], precision: str = "fp32") -> torch.Tensor:
-    """Resize the image to the model's input size, predict (under bf16 autocast with precision
-    'bf16'), resize depth back (B x 1 x H x W, fp32)."""
+def predict(model: torch.nn.Module, rgb: torch.Tensor, input_size: Size, precision: str = "fp32") -> torch.Tensor:
+    """Resize the image to the model's input size (WxH), predict (under bf16 autocast with
+    precision 'bf16'), resize depth back (B x 1 x H x W, fp32)."""
     h, w = rgb.shape[-2:]
-    x = F.interpolate(rgb, size=size, mode="bilinear", align_corners=False) if (h, w) != tuple(size) else rgb
+    hw = as_size(input_size).hw
+    x = F.interpolate(rgb, size=hw, mode="bilinear", align_corners=False) if (h, w) != hw else rgb
     with autocast(rgb.device, precision):
         pred = model(x).float()
     return F.interpolate(pred, size=(h, w), mode="bilinear", align_corners=False) if pred.shape[-2:] != (h, w) else pred
 
 
-def evaluate_model(model: torch.nn.Module, data: str | Path, size: tuple[int, int], device: torch.device,
-                   protocol: str = "nyu", align: str = "none", depth_scale: float = 1000.0, split: str | None = "test",
-                   grid_path: str | Path | None = None, grid_count: int = 6, precision: str = "auto") -> dict[str, Any]:
-    """Metrics of `model` on RGB-D data; `precision` auto | fp32 | bf16 (distill/runtime.py)."""
+@dataclass
+class EvalConfig:
+    """Options of `distill eval` (flags generated from these fields) and defaults of evaluate_model."""
+
+    model: str = option("", "checkpoint of this project or exported TorchScript")
+    data: str = option("", "rgb/+depth/ folder, index.csv folder, or simgen dataset")
+    split: str = option("test", "index.csv split to use ('all' for every row)")
+    depth_scale: float = option(1000.0, "depth PNG units per metre (1000 NYU, 256 KITTI)")
+    protocol: str = option("nyu", "crop and depth range of the metrics", choices=tuple(PROTOCOLS))
+    align: str = option("none", "align each prediction to the ground truth first", choices=ALIGNMENTS)
+    input_size: Size | None = option(None, "model input WIDTHxHEIGHT", parse=parse_size,
+                                       shown="the checkpoint's")
+    out: str = option("eval", "folder for metrics.json and grid.png")
+    device: str = option("auto", "auto, cpu, cuda or cuda:N")
+    precision: str = option("auto", "auto | fp32 | bf16 (see distill train --help)", choices=PRECISIONS)
+
+
+def evaluate_model(model: torch.nn.Module, data: str | Path, input_size: Size, device: torch.device,
+                   protocol: str = EvalConfig.protocol, align: str = EvalConfig.align,
+                   depth_scale: float = EvalConfig.depth_scale, split: str | None = EvalConfig.split,
+                   grid_path: str | Path | None = None, grid_count: int = 6,
+                   precision: str = EvalConfig.precision) -> dict[str, Any]:
+    """Metrics of `model` (input size WxH) on RGB-D data; split 'all' or None: every frame;
+    `precision` auto | fp32 | bf16 (distill/runtime.py)."""
     precision = resolve_precision(precision, device)
-    ds = RGBDFolder(data, depth_scale=depth_scale, split=split)
+    ds = RGBDFolder(data, depth_scale=depth_scale, split=None if split == "all" else split)
     model.eval()
     per_image, rows = [], []
     wanted = set(np.linspace(0, len(ds) - 1, min(grid_count, len(ds))).round().astype(int).tolist())
@@ -65,7 +62,7 @@ def evaluate_model(model: torch.nn.Module, data: str | Path, size: tuple[int, in
         item = ds[i]
         rgb = item["rgb"][None].to(device)
         gt = item["depth"][0].to(device)
-        pred = predict(model, rgb, size, precision)[0, 0]
+        pred = predict(model, rgb, input_size, precision)[0, 0]
         mask = eval_mask(gt, protocol)
         if mask.sum() < 10:
             continue
@@ -75,7 +72,7 @@ def evaluate_model(model: torch.nn.Module, data: str | Path, size: tuple[int, in
         if grid_path and i in wanted:
             rows.append(_grid_row(item["rgb"], gt.cpu(), pred.cpu(), mask.cpu()))
     if not per_image:
-        raise ValueError(f"{data}: no image had valid ground truth under protocol {protocol!r}")
+        raise ConfigError(f"{data}: no image had valid ground truth under protocol {protocol!r}")
     overall = {k: float(np.mean([r[k] for r in per_image])) for k in METRIC_NAMES}
     scenes = sorted({r["scene"] for r in per_image if r["scene"]})
     per_scene = {s: {k: float(np.mean([r[k] for r in per_image if r["scene"] == s])) for k in METRIC_NAMES}

@@ -1,6 +1,7 @@
 """Export a student to TorchScript or ONNX, run the export against the checkpoint, report the
 largest difference. Input spec: float32 B x 3 x H x W, RGB in [0, 1] (normalisation is inside),
-H x W = the training input size; output: metric depth in metres, B x 1 x H x W."""
+H x W = the training input size; output: metric depth in metres, B x 1 x H x W. A JSON beside
+the file says so (`input_size` is [width, height], as everywhere in the project)."""
 
 from __future__ import annotations
 
@@ -9,12 +10,19 @@ from pathlib import Path
 
 import torch
 
+from distill.checkpoint import CHECKPOINT_VERSION
+from simgen.options import ConfigError, Size, as_size
 
-def export_model(model: torch.nn.Module, size: tuple[int, int], out: str | Path, fmt: str) -> dict:
+EXPORT_FORMATS = ("onnx", "torchscript")
+
+
+def export_model(model: torch.nn.Module, input_size: Size, out: str | Path, fmt: str) -> dict:
     model = model.eval().cpu()
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    example = torch.rand(2, 3, *size)
+    size = as_size(input_size)
+    h, w = size.hw
+    example = torch.rand(2, 3, h, w)
     with torch.no_grad():
         reference = model(example)
     if fmt == "torchscript":
@@ -28,14 +36,14 @@ def export_model(model: torch.nn.Module, size: tuple[int, int], out: str | Path,
         try:
             import onnxruntime as ort
         except ImportError:
-            raise RuntimeError("wrote the ONNX file, but checking it needs onnxruntime: pip install onnxruntime") from None
+            raise ConfigError("wrote the ONNX file, but checking it needs onnxruntime: pip install onnxruntime") from None
         session = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
         got = torch.from_numpy(session.run(None, {"image": example.numpy()})[0])
     else:
-        raise ValueError(f"unknown format {fmt!r}; choose onnx or torchscript")
-    spec = {"input": {"name": "image", "shape": ["B", 3, size[0], size[1]], "dtype": "float32",
-                      "range": "RGB in [0, 1], not normalised"},
-            "output": {"name": "depth", "shape": ["B", 1, size[0], size[1]], "unit": "metres"},
+        raise ConfigError(f"unknown format {fmt!r}; choose onnx or torchscript")
+    spec = {"version": CHECKPOINT_VERSION,
+            "input": {"name": "image", "shape": ["B", 3, h, w], "dtype": "float32", "range": "RGB in [0, 1], not normalised"},
+            "output": {"name": "depth", "shape": ["B", 1, h, w], "unit": "metres"},
             "input_size": list(size), "format": fmt,
             "max_abs_diff": float((got - reference).abs().max()), "max_rel_diff": float(((got - reference).abs() / reference.abs().clamp_min(1e-6)).max())}
     out.with_suffix(".json").write_text(json.dumps(spec, indent=1))

@@ -11,36 +11,57 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from distill.checkpoint import save_checkpoint
 from distill.data import RGBDFolder, augment, resize_crop
-from distill.networks import build_depth_model, count_params
-from distill.runtime import (autocast, contiguous_state, describe_precision, memory_format, pick_device,
-                             resolve_precision, to_memory_format)
+from distill.networks import ARCHITECTURES, build_depth_model, count_params
+from distill.runtime import (PRECISIONS, autocast, describe_precision, memory_format, pick_device, resolve_precision,
+                             to_memory_format)
 from distill.train import lr_lambda
+from simgen.options import ConfigError, Size, as_size, option, parse_size
+
+
+# learning-rate warm-up: a tenth of the run, at most MAX_WARMUP_STEPS (short runs warm up briefly)
+MAX_WARMUP_STEPS = 200
+# the scale-invariant log loss is multiplied by this so its values read like percentages
+# (BTS, AdaBins do the same)
+SILOG_SCALE = 10.0
+SILOG_VARIANCE_FOCUS = 0.85  # lambda of Eigen et al.: 1 = fully scale-invariant, 0 = plain log RMSE
 
 
 @dataclass
 class FitConfig:
-    data: str
-    out: str
-    arch: str = "resnet34"
-    input_size: tuple[int, int] = (224, 320)
-    depth_scale: float = 1000.0
-    split: str | None = "train"
-    min_depth: float = 0.1
-    max_depth: float = 10.0
-    steps: int = 2000
-    batch_size: int = 8
-    lr: float = 1e-3
-    seed: int = 0
-    workers: int = 2
-    device: str = "auto"
-    precision: str = "auto"         # auto | fp32 | bf16 (distill/runtime.py)
-    channels_last: bool = True
+    """Options of `distill fit-teacher` (flags generated from these fields)."""
+
+    data: str = option("", "RGB-D data: rgb/+depth/ folder, index.csv folder, or simgen dataset")
+    out: str = option("", "checkpoint file to write (must not exist)")
+    arch: str = option("resnet34", "architecture", choices=ARCHITECTURES)
+    input_size: Size = option(Size(320, 224), "WIDTHxHEIGHT of the training crops", parse=parse_size)
+    depth_scale: float = option(1000.0, "depth PNG units per metre")
+    split: str | None = option("train", "index.csv split ('all' for every row)", parse=str)
+    min_depth: float = option(0.1, "smallest depth the model outputs (m)")
+    max_depth: float = option(10.0, "largest depth the model outputs (m)")
+    steps: int = option(2000, "training steps")
+    batch_size: int = option(8, "images per step")
+    lr: float = option(1e-3, "learning rate (AdamW, cosine after warm-up)")
+    seed: int = option(0, "seed of initialisation, order and augmentation")
+    workers: int = option(2, "DataLoader worker processes")
+    device: str = option("auto", "auto, cpu, cuda or cuda:N")
+    precision: str = option("auto", "auto | fp32 | bf16 (see distill train --help)", choices=PRECISIONS)
+    channels_last: bool = option(True, "NHWC memory layout")
+
+    def __post_init__(self) -> None:
+        self.input_size = as_size(self.input_size)
+        if self.split == "all":
+            self.split = None
+        if self.steps < 1 or self.batch_size < 1:
+            raise ConfigError(f"--steps and --batch-size must be at least 1, got {self.steps} and {self.batch_size}")
+        if min(self.input_size) < 32:
+            raise ConfigError(f"--input-size {self.input_size}: width and height must be at least 32")
 
 
 class _Augmented(Dataset):
-    def __init__(self, base: RGBDFolder, size: tuple[int, int], seed: int):
-        self.base, self.size, self.seed = base, size, seed
+    def __init__(self, base: RGBDFolder, hw: tuple[int, int], seed: int):
+        self.base, self.hw, self.seed = base, hw, seed
 
     def __len__(self) -> int:
         return len(self.base)
@@ -50,7 +71,7 @@ class _Augmented(Dataset):
         # differs per epoch (the DataLoader reseeds torch per worker and epoch), fixed by the seed
         rng = random.Random(f"{self.seed}-{i}-{torch.initial_seed()}")
         t = {"rgb": item["rgb"], "depth": item["depth"], "inst": torch.zeros_like(item["depth"], dtype=torch.int64)}
-        t = augment(resize_crop(t, self.size, rng), rng)
+        t = augment(resize_crop(t, self.hw, rng), rng)
         return {"rgb": t["rgb"], "depth": t["depth"]}
 
 
@@ -58,7 +79,29 @@ def supervised_loss(pred: torch.Tensor, gt: torch.Tensor) -> torch.Tensor:
     """Scale-invariant log loss (Eigen et al., lambda 0.85) on valid ground-truth pixels."""
     mask = gt > 0
     d = torch.log(pred[mask].clamp_min(1e-3)) - torch.log(gt[mask])
-    return torch.sqrt((d ** 2).mean() - 0.85 * d.mean() ** 2 + 1e-8) * 10
+    return torch.sqrt((d ** 2).mean() - SILOG_VARIANCE_FOCUS * d.mean() ** 2 + 1e-8) * SILOG_SCALE
+
+
+# how a fit was executed, not what it computes
+RUN_KEYS = {"workers", "device", "precision", "channels_last", "out"}
+
+
+def _existing_fit(cfg: FitConfig) -> dict[str, Any]:
+    """`out` exists: the same fit done before is reused (nothing to do); anything else is refused."""
+    from distill.checkpoint import CheckpointError, read_checkpoint
+
+    try:
+        saved = read_checkpoint(cfg.out).get("fit_config")
+    except CheckpointError:
+        saved = None
+    if saved is not None:
+        old, new = asdict(FitConfig(**{**asdict(FitConfig()), **saved})), asdict(cfg)
+        diff = sorted(k for k in new if k not in RUN_KEYS and old.get(k) != new.get(k))
+        if not diff:
+            return {"steps": cfg.steps, "loss": float("nan"), "out": str(cfg.out), "already_finished": True}
+        raise FileExistsError(f"{cfg.out} holds a teacher fitted with another config (differs in: {', '.join(diff)}); "
+                              "choose a new --out (nothing was overwritten)")
+    raise FileExistsError(f"{cfg.out} exists; choose a new output file (nothing was overwritten)")
 
 
 def fit_teacher(cfg: FitConfig, show_progress: bool = True) -> dict[str, Any]:
@@ -66,19 +109,16 @@ def fit_teacher(cfg: FitConfig, show_progress: bool = True) -> dict[str, Any]:
 
     out = Path(cfg.out)
     if out.exists():
-        raise FileExistsError(f"{out} exists; choose a new output file (nothing was overwritten)")
+        return _existing_fit(cfg)
     device = pick_device(cfg.device)
     precision = resolve_precision(cfg.precision, device)
     torch.manual_seed(cfg.seed)
-    size = tuple(cfg.input_size)
-    if min(size) < 32:
-        raise ValueError(f"--input-size {size[0]}x{size[1]}: height and width must be at least 32")
-    data = _Augmented(RGBDFolder(cfg.data, cfg.depth_scale, cfg.split), size, cfg.seed)
+    data = _Augmented(RGBDFolder(cfg.data, cfg.depth_scale, cfg.split), cfg.input_size.hw, cfg.seed)
     loader = DataLoader(data, batch_size=cfg.batch_size, shuffle=True, drop_last=True, num_workers=cfg.workers,
                         generator=torch.Generator().manual_seed(cfg.seed), persistent_workers=cfg.workers > 0)
     model = to_memory_format(build_depth_model(cfg.arch, cfg.min_depth, cfg.max_depth).to(device), cfg.channels_last)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=1e-4)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(min(200, cfg.steps // 10 + 1), cfg.steps))
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(min(MAX_WARMUP_STEPS, cfg.steps // 10 + 1), cfg.steps))
     print(f"fit-teacher {cfg.arch}: {count_params(model) / 1e6:.2f} M parameters, {len(data)} frames, {device}, "
           f"{describe_precision(cfg.precision, precision, device)}")
     step, loss = 0, torch.zeros(())
@@ -98,8 +138,5 @@ def fit_teacher(cfg: FitConfig, show_progress: bool = True) -> dict[str, Any]:
                 bar.set_postfix(loss=f"{loss.item():.3f}")
                 if step >= cfg.steps:
                     break
-    out.parent.mkdir(parents=True, exist_ok=True)
-    torch.save({"model_arch": cfg.arch, "model": contiguous_state(model.state_dict()), "input_size": list(size),
-                "model_range": {"min_depth": cfg.min_depth, "max_depth": cfg.max_depth},
-                "fit_config": asdict(cfg)}, out)
+    save_checkpoint(out, model, cfg.arch, cfg.input_size, cfg.min_depth, cfg.max_depth, fit_config=asdict(cfg))
     return {"steps": step, "loss": loss.item(), "out": str(out)}

@@ -5,6 +5,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from simgen.options import ConfigError
+
 EPS = 1e-6
 
 
@@ -146,6 +148,9 @@ def eval_mask(gt: torch.Tensor, protocol: str) -> torch.Tensor:
     return mask & crop
 
 
+ALIGNMENTS = ("none", "median", "scale-shift")
+
+
 def align_prediction(pred: torch.Tensor, gt: torch.Tensor, mode: str) -> torch.Tensor:
     """none | median (scale by median ratio) | scale-shift (least squares) on 1-D valid pixels."""
     if mode == "none":
@@ -154,4 +159,4 @@ def align_prediction(pred: torch.Tensor, gt: torch.Tensor, mode: str) -> torch.T
         return pred * (gt.median() / pred.median().clamp_min(EPS))
     if mode == "scale-shift":
         return align_scale_shift(pred.view(1, 1, 1, -1), gt.view(1, 1, 1, -1)).view(-1)
-    raise ValueError(f"unknown alignment {mode!r}; choose none, median or scale-shift")
+    raise ConfigError(f"unknown alignment {mode!r}; choose none, median or scale-shift")

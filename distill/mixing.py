@@ -12,15 +12,18 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from simgen.options import option
+
 
 @dataclass
 class MixConfig:
-    prob: float = 0.8            # chance that an image receives pasted objects
-    max_objects: int = 3         # pasted objects per receiving image: 1..max_objects
-    scale_jitter: float = 0.2    # object scaled by 1 +- this
-    shift: float = 0.25          # moved by up to this fraction of the image size
-    depth_aware: bool = False    # paste only where the object is nearer than what is there
-    min_pixels: int = 16         # ignore objects smaller than this
+    prob: float = option(0.8, "chance that an image receives pasted objects")
+    max_objects: int = option(3, "pasted objects per receiving image: 1 to this")
+    scale_jitter: float = option(0.2, "a pasted object is scaled by 1 +- this")
+    shift: float = option(0.25, "a pasted object moves by up to this fraction of the image size")
+    depth_aware: bool = option(False, "paste only where the object is nearer than what is there",
+                               aliases=("--depth-aware-mixing",))
+    min_pixels: int = option(16, "objects smaller than this many pixels are not pasted")
 
 
 def _warp(t: torch.Tensor, scale: float, dx: float, dy: float, mode: str) -> torch.Tensor:

@@ -16,6 +16,8 @@ from pathlib import Path
 
 import torch
 
+from simgen.options import ConfigError
+
 PRECISIONS = ("auto", "fp32", "bf16")
 # CPU flags (Linux /proc/cpuinfo names) of instructions that run bf16 matrix products natively
 CPU_BF16_FLAGS = ("avx512_bf16", "amx_bf16")
@@ -51,7 +53,7 @@ def native_bf16(device: torch.device) -> bool:
 def resolve_precision(name: str, device: torch.device) -> str:
     """`auto` -> 'bf16' where the device runs it natively, else 'fp32'; 'fp32'/'bf16' as given."""
     if name not in PRECISIONS:
-        raise ValueError(f"precision {name!r}: choose one of {', '.join(PRECISIONS)}")
+        raise ConfigError(f"precision {name!r}: choose one of {', '.join(PRECISIONS)}")
     if name == "auto":
         return "bf16" if native_bf16(device) else "fp32"
     return name

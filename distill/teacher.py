@@ -13,14 +13,30 @@ dict whose first tensor is that); it is resized to the input size.
 from __future__ import annotations
 
 import importlib
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from simgen.options import Size, as_size, option, parse_size
+
 OUTPUT_KINDS = ("metric", "inverse", "relative")
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+def parse_floats3(text: str) -> tuple[float, float, float]:
+    try:
+        values = tuple(float(v) for v in text.split(","))
+    except ValueError:
+        values = ()
+    if len(values) != 3:
+        import argparse
+
+        raise argparse.ArgumentTypeError(f"must be three comma-separated numbers, got {text!r}")
+    return values  # type: ignore[return-value]
 
 
 class TeacherError(Exception):
@@ -29,13 +45,22 @@ class TeacherError(Exception):
 
 @dataclass
 class TeacherSpec:
-    source: str                                  # path to .pt/.ckpt, or package.module:factory
-    weights: str | None = None                   # state dict for a factory
-    input_size: tuple[int, int] = (224, 320)     # H, W the teacher expects
-    mean: tuple[float, float, float] = (0.0, 0.0, 0.0)  # normalisation applied before the teacher
-    std: tuple[float, float, float] = (1.0, 1.0, 1.0)
-    output: str = "metric"                       # metric depth (m) | inverse depth | relative (up to scale/shift)
-    extra: dict = field(default_factory=dict)
+    """What the teacher is. A checkpoint of this project brings its own input size, normalisation
+    (inside the model) and output kind: `load_teacher` returns the teacher with those resolved."""
+
+    source: str = option("", "TorchScript file, checkpoint of this project, or package.module:factory",
+                         flag="--teacher")
+    weights: str | None = option(None, "state dict file for a package.module:factory teacher", parse=str)
+    input_size: Size = option(Size(320, 224), "WIDTHxHEIGHT the teacher takes", parse=parse_size)
+    mean: tuple[float, float, float] = option(IMAGENET_MEAN, "normalisation mean applied to [0, 1] RGB before the "
+                                              "teacher", parse=parse_floats3, shown="ImageNet")
+    std: tuple[float, float, float] = option(IMAGENET_STD, "normalisation std", parse=parse_floats3, shown="ImageNet")
+    output: str = option("metric", "what the teacher outputs: metric depth (m), inverse depth, or relative "
+                         "(depth up to scale and shift)", choices=OUTPUT_KINDS)
+
+    def __post_init__(self) -> None:
+        self.input_size = as_size(self.input_size)
+        self.mean, self.std = tuple(self.mean), tuple(self.std)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -83,10 +108,14 @@ class Teacher(nn.Module):
 def load_teacher(spec: TeacherSpec, device: str | torch.device = "cpu") -> Teacher:
     if spec.output not in OUTPUT_KINDS:
         raise TeacherError(f"unknown teacher output kind {spec.output!r}; choose one of {', '.join(OUTPUT_KINDS)}")
+    """The frozen teacher; its `.spec` is `spec` with what the file itself says filled in (the
+    caller's spec is not changed)."""
     src = spec.source
+    if not src:
+        raise TeacherError("no teacher given: --teacher FILE or package.module:factory")
     path = Path(src)
     if path.exists():
-        model = _load_file(path, spec)
+        model, spec = _load_file(path, spec)
     elif ":" in src and not src.endswith((".pt", ".pth", ".ckpt")):
         model = _load_factory(spec)
     else:
@@ -96,27 +125,19 @@ def load_teacher(spec: TeacherSpec, device: str | torch.device = "cpu") -> Teach
     return teacher
 
 
-def _load_file(path: Path, spec: TeacherSpec) -> nn.Module:
-    try:
-        return torch.jit.load(str(path), map_location="cpu")
-    except RuntimeError:
-        pass  # not TorchScript: maybe a checkpoint of ours
-    try:
-        ckpt = torch.load(str(path), map_location="cpu", weights_only=False)
-    except Exception as e:
-        raise TeacherError(f"--teacher {path}: neither TorchScript nor a checkpoint ({type(e).__name__}: {e})") from None
-    if not isinstance(ckpt, dict) or "model_arch" not in ckpt:
-        raise TeacherError(f"--teacher {path}: a plain state dict; give its builder as package.module:factory "
-                           "and this file as --teacher-weights")
-    from distill.networks import build_depth_model
+def _load_file(path: Path, spec: TeacherSpec) -> tuple[nn.Module, TeacherSpec]:
+    from distill.checkpoint import CheckpointError, is_torchscript, load_model
 
-    model = build_depth_model(ckpt["model_arch"], **ckpt.get("model_range", {}))
-    model.load_state_dict(ckpt["model"])
+    if is_torchscript(path):
+        return torch.jit.load(str(path), map_location="cpu"), spec
+    try:
+        model, info = load_model(path)
+    except CheckpointError as e:
+        raise TeacherError(f"--teacher {e}; for a plain state dict give its builder as --teacher "
+                           "package.module:factory and the file as --teacher-weights") from None
     # our models normalise inside and take [0, 1] images at the size they were trained on
-    spec.mean, spec.std, spec.output = (0.0, 0.0, 0.0), (1.0, 1.0, 1.0), "metric"
-    if "input_size" in ckpt:
-        spec.input_size = tuple(ckpt["input_size"])
-    return model
+    size = info.input_size or spec.input_size
+    return model, replace(spec, mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0), output="metric", input_size=size)
 
 
 def _load_factory(spec: TeacherSpec) -> nn.Module:
@@ -137,7 +158,7 @@ def _load_factory(spec: TeacherSpec) -> nn.Module:
 
 def check_teacher(teacher: Teacher) -> None:
     """One forward pass at the input size: the output must be usable depth."""
-    h, w = teacher.spec.input_size
+    h, w = teacher.spec.input_size.hw
     device = teacher.mean.device
     try:
         with torch.no_grad():
@@ -146,7 +167,7 @@ def check_teacher(teacher: Teacher) -> None:
         raise
     except Exception as e:
         raise TeacherError(f"teacher failed on a 2 x 3 x {h} x {w} input ({type(e).__name__}: {e}); "
-                           "check --teacher-input-size") from None
+                           f"check --teacher-input-size ({teacher.spec.input_size}, WIDTHxHEIGHT)") from None
     if not torch.isfinite(out).all():
         raise TeacherError("teacher output has NaN or inf on a random input")
 

@@ -9,10 +9,9 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import random
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -21,60 +20,91 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
+from distill.checkpoint import read_checkpoint, save_checkpoint
 from distill.data import ShardStream
 from distill.layers import BNStatsHook, depth_kd_loss, ssi_kd_loss
 from distill.mixing import MixConfig, mix_objects
-from distill.networks import build_depth_model, count_macs, count_params
+from distill.networks import ARCHITECTURES, build_depth_model, count_macs, count_params
 from distill.networks.transform import TransformNet
-from distill.runtime import (autocast, contiguous_state, describe_precision, memory_format, pick_device,
-                             resolve_precision, to_memory_format)
+from distill.runtime import (PRECISIONS, autocast, contiguous_state, describe_precision, memory_format, pick_device, resolve_precision,
+                             to_memory_format)
 from distill.teacher import TeacherSpec, load_teacher, require_batchnorm
+from simgen.options import ConfigError, field_names, option
 
-CHECKPOINT = "checkpoint.pt"
+CHECKPOINT = "checkpoint.pt"   # the latest state, for --resume
+FINAL = "student.pt"           # written once, when the run finishes
+RUN_FILES = {CHECKPOINT, FINAL, "config.json", "tb"}  # what a run directory may hold
 # what may differ between a run and its --resume (everything else must match)
+# each rank mixes with its own generator: seed + MIX_SEED_STRIDE * rank (a prime, so ranks of
+# neighbouring seeds do not collide for any realistic world size)
+MIX_SEED_STRIDE = 7919
 RESUMABLE_KEYS = {"steps", "resume", "log_every", "ckpt_every", "workers", "device", "val", "val_every",
                   "precision", "channels_last"}
+# how a run was executed, not what it computes: a finished run counts as the same run across these
+RUN_KEYS = (RESUMABLE_KEYS - {"steps"}) | {"out"}
 
 
 @dataclass
 class TrainConfig:
-    shards: list[str] = field(default_factory=list)
-    out: str = "runs/distill"
-    teacher: dict[str, Any] = field(default_factory=dict)   # TeacherSpec fields
-    student: str = "mobilenetv2"
-    student_imagenet: str | None = None
-    min_depth: float = 0.1
-    max_depth: float = 10.0
-    steps: int = 2000
-    batch_size: int = 8
-    lr: float = 1e-3                # student
-    lr_transform: float = 1e-4
-    weight_decay: float = 1e-4
-    warmup: int = 100
-    clip: float = 1.0
-    mixing: bool = True
-    mix: dict[str, Any] = field(default_factory=lambda: asdict(MixConfig()))
-    transform: bool = True
-    transform_steps: int = 1        # T updates per S update
-    w_bn: float = 1.0
-    bn_loss: str = "sum"            # "sum" of per-layer norms, or "normalized" per layer (see BNStatsHook.loss)
-    w_content: float = 10.0
-    w_adv: float = 0.0              # teacher-student disagreement (DFAD-style) for T; 0 = off
-    w_grad: float = 1.0
-    w_normal: float = 1.0
+    """Every option of a distillation run, with its one default. `distill train` builds its flags
+    from these fields (simgen/options.py); OUT/config.json holds them and `--config` reads it back."""
+
+    shards: list[str] = option([], "simgen dataset directory", repeat=True, metavar="DIR")
+    out: str = option("runs/distill", "run directory (checkpoint.pt, student.pt, config.json, tb/)")
+    teacher: dict[str, Any] = option({}, "TeacherSpec fields (flags --teacher, --teacher-*)", cli=False)
+    student: str = option("mobilenetv2", "student architecture", choices=ARCHITECTURES)
+    student_imagenet: str | None = option(None, "torchvision ImageNet state dict file for the student's encoder", parse=str)
+    min_depth: float = option(0.1, "smallest depth the student outputs (m)")
+    max_depth: float = option(10.0, "largest depth the student outputs (m)")
+    steps: int = option(2000, "student updates")
+    batch_size: int = option(8, "images per step (per process under torchrun)")
+    lr: float = option(1e-3, "student learning rate (AdamW, cosine schedule after warm-up)")
+    lr_transform: float = option(1e-4, "learning rate of the transformation network")
+    weight_decay: float = option(1e-4, "AdamW weight decay of the student")
+    warmup: int = option(100, "steps of linear learning-rate warm-up")
+    clip: float = option(1.0, "gradient norm clip of student and transformation network")
+    mixing: bool = option(True, "object-wise mixing")
+    mix: dict[str, Any] = option(lambda: asdict(MixConfig()), "MixConfig fields (flags --mix-*)", cli=False)
+    transform: bool = option(True, "transformation network T")
+    transform_steps: int = option(1, "T updates per student update")
+    w_bn: float = option(1.0, "weight of T's BatchNorm-statistics loss")
+    bn_loss: str = option("sum", "BN term of T: plain sum over layers, or each layer normalised by its running "
+                          "statistics (see BNStatsHook.loss)", choices=("sum", "normalized"))
+    w_content: float = option(10.0, "weight of T's content loss (L1 to its input)")
+    w_adv: float = option(0.0, "weight of the teacher-student disagreement (DFAD-style) term of T; 0 = off")
+    w_grad: float = option(1.0, "weight of the depth-gradient term of the KD loss")
+    w_normal: float = option(1.0, "weight of the surface-normal term of the KD loss")
     # False: S learns on T's images and teacher depth of T's own step (one T and teacher pass less
     # per step). True: both are computed again after T's update, as in the paper's step.
-    refresh_kd_target: bool = False
-    seed: int = 0
-    workers: int = 2
-    device: str = "auto"
-    precision: str = "auto"         # auto | fp32 | bf16 (distill/runtime.py)
-    channels_last: bool = True      # NHWC memory layout for every network and input
-    log_every: int = 20
-    ckpt_every: int = 500
-    val: str | None = None
-    val_every: int = 500
-    resume: bool = False
+    refresh_kd_target: bool = option(False, "run T and the teacher again after T's update for the student's target "
+                                     "(the paper's step; one T and teacher pass more per step)")
+    seed: int = option(0, "seed of initialisation, data order, augmentation and mixing")
+    workers: int = option(2, "DataLoader worker processes")
+    device: str = option("auto", "auto, cpu, cuda or cuda:N")
+    precision: str = option("auto", "auto: bf16 autocast where the device runs it natively (CUDA with bf16, a CPU "
+                            "with avx512_bf16 or AMX), fp32 elsewhere; weights and checkpoints stay fp32",
+                            choices=PRECISIONS)
+    channels_last: bool = option(True, "NHWC memory layout for every network and input (faster on CPUs and GPUs)")
+    log_every: int = option(20, "steps between log lines and TensorBoard points")
+    ckpt_every: int = option(500, "steps between checkpoints")
+    val: str | None = option(None, "RGB-D folder evaluated every --val-every steps", parse=str)
+    val_every: int = option(500, "steps between validations")
+    resume: bool = option(False, "continue the run in --out exactly where it stopped")
+
+    def __post_init__(self) -> None:
+        self.shards = [str(Path(s).resolve()) for s in self.shards]
+        known = field_names(TeacherSpec)  # a version-1 run's spec may carry keys since removed
+        self.teacher = TeacherSpec(**{k: v for k, v in self.teacher.items() if k in known}).to_dict()
+        self.mix = asdict(MixConfig(**self.mix))
+        for name in ("steps", "batch_size", "transform_steps", "log_every", "ckpt_every", "val_every"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
+        if self.bn_loss not in ("sum", "normalized"):
+            raise ConfigError(f"bn_loss {self.bn_loss!r}: choose 'sum' or 'normalized'")
+        if self.workers < 0:
+            raise ConfigError(f"--workers must be 0 or more, got {self.workers}")
+        if not 0 < self.min_depth < self.max_depth:
+            raise ConfigError(f"need 0 < --min-depth < --max-depth, got {self.min_depth} and {self.max_depth}")
 
 
 def lr_lambda(warmup: int, total: int):
@@ -112,24 +142,23 @@ class Distiller:
         if torch.distributed.is_available() and torch.distributed.is_initialized():
             self.rank, self.world = torch.distributed.get_rank(), torch.distributed.get_world_size()
         torch.manual_seed(cfg.seed)
-        self.spec = TeacherSpec(**cfg.teacher)
-        self.teacher = to_memory_format(load_teacher(self.spec, self.device), cfg.channels_last)
-        self.size = tuple(self.spec.input_size)
-        if cfg.bn_loss not in ("sum", "normalized"):
-            raise ValueError(f"bn_loss {cfg.bn_loss!r}: choose 'sum' or 'normalized'")
-        if min(self.size) < 32:
-            raise ValueError(f"input size {self.size[0]}x{self.size[1]}: the student needs at least 32x32")
+        self.teacher = to_memory_format(load_teacher(TeacherSpec(**cfg.teacher), self.device), cfg.channels_last)
+        self.spec = self.teacher.spec  # with what the teacher's file says (its input size, ...)
+        self.hw = self.spec.input_size.hw
+        if min(self.hw) < 32:
+            raise ConfigError(f"input size {self.spec.input_size}: the student needs at least 32x32")
+        # the modules themselves; under DDP the forward passes go through the wrappers below
         self.student = to_memory_format(build_depth_model(cfg.student, cfg.min_depth, cfg.max_depth,
                                                           cfg.student_imagenet).to(self.device), cfg.channels_last)
         self.transform = to_memory_format(TransformNet().to(self.device), cfg.channels_last) if cfg.transform else None
         self.bn_hooks: list[BNStatsHook] = []
         if cfg.transform and cfg.w_bn > 0:
             self.bn_hooks = [BNStatsHook(m, all_reduce=self.world > 1) for m in require_batchnorm(self.teacher)]
-        self.ddp_student = self.student
+        self.student_fwd, self.transform_fwd = self.student, self.transform
         if self.world > 1:
-            self.ddp_student = torch.nn.parallel.DistributedDataParallel(self.student)
+            self.student_fwd = torch.nn.parallel.DistributedDataParallel(self.student)
             if self.transform is not None:
-                self.transform = torch.nn.parallel.DistributedDataParallel(self.transform)
+                self.transform_fwd = torch.nn.parallel.DistributedDataParallel(self.transform)
         self.opt_s = torch.optim.AdamW(self.student.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
         self.sched_s = torch.optim.lr_scheduler.LambdaLR(self.opt_s, lr_lambda(cfg.warmup, cfg.steps))
         self.opt_t = self.sched_t = None
@@ -137,9 +166,10 @@ class Distiller:
             self.opt_t = torch.optim.AdamW(self.transform.parameters(), lr=cfg.lr_transform, weight_decay=0.0)
             self.sched_t = torch.optim.lr_scheduler.LambdaLR(self.opt_t, lr_lambda(cfg.warmup, cfg.steps))
         self.mix_cfg = MixConfig(**cfg.mix)
-        self.mix_gen = torch.Generator().manual_seed(cfg.seed + 7919 * self.rank)
+        self.mix_gen = torch.Generator().manual_seed(cfg.seed + MIX_SEED_STRIDE * self.rank)
         self.relative = self.spec.output == "relative"
         self.step = 0
+        self.last_images: dict[str, torch.Tensor] = {}  # a few images of the last step, for TensorBoard
 
     # ----------------------------------------------------------------------------------- losses
 
@@ -159,12 +189,12 @@ class Distiller:
         t_depth = None
         for _ in range(cfg.transform_steps):
             with self._ctx():
-                x_t = self.transform(rgb).clamp(0, 1)
+                x_t = self.transform_fwd(rgb).clamp(0, 1)
                 if self.bn_hooks or cfg.w_adv > 0:
                     t_depth = self.teacher.depth(x_t)
                 if cfg.w_adv > 0:
                     self.student.eval()
-                    s_depth = self.ddp_student(x_t)
+                    s_depth = self.student_fwd(x_t)
                     self.student.train()
             # every loss in fp32: the hooks' moments are fp32, the networks' outputs are cast
             content = F.l1_loss(x_t.float(), rgb.float())
@@ -187,7 +217,7 @@ class Distiller:
         if cfg.refresh_kd_target:
             with torch.no_grad(), self._ctx():
                 self.transform.eval()
-                return self.transform(rgb).clamp(0, 1).float(), None
+                return self.transform_fwd(rgb).clamp(0, 1).float(), None
         return x_t.detach().float(), None if t_depth is None else t_depth.detach()
 
     def train_step(self, batch: dict[str, torch.Tensor]) -> dict[str, float]:
@@ -208,7 +238,7 @@ class Distiller:
             with torch.no_grad(), self._ctx():
                 t_depth = self.teacher.depth(rgb)
         with self._ctx():
-            s_depth = self.ddp_student(rgb)
+            s_depth = self.student_fwd(rgb)
         losses = self.kd(s_depth.float(), t_depth.float())
         self.opt_s.zero_grad(set_to_none=True)
         losses["total"].backward()
@@ -218,48 +248,35 @@ class Distiller:
         logs.update({f"kd_{k}": v.item() for k, v in losses.items()})
         logs["lr"] = self.sched_s.get_last_lr()[0]
         self.step += 1
-        self._last = {"input": batch["rgb"][:4], "transformed": rgb[:4].detach().cpu(),
+        self.last_images = {"input": batch["rgb"][:4], "transformed": rgb[:4].detach().cpu(),
                       "teacher": t_depth[:4].detach().cpu(), "student": s_depth[:4].detach().float().cpu()}
         return logs
 
     # ------------------------------------------------------------------------------ checkpoints
 
-    def state(self) -> dict[str, Any]:
-        unwrap = lambda m: m.module if hasattr(m, "module") else m  # noqa: E731
-        return {
-            "step": self.step, "config": asdict(self.cfg), "rng": _rng_state(),
-            "mix_gen": self.mix_gen.get_state(),
-            "model_arch": self.cfg.student, "model": contiguous_state(self.student.state_dict()),
-            "model_range": {"min_depth": self.cfg.min_depth, "max_depth": self.cfg.max_depth},
-            "input_size": list(self.size), "teacher_spec": self.spec.to_dict(),
-            "opt_s": self.opt_s.state_dict(), "sched_s": self.sched_s.state_dict(),
-            "transform": contiguous_state(unwrap(self.transform).state_dict()) if self.transform is not None else None,
-            "opt_t": self.opt_t.state_dict() if self.opt_t else None,
-            "sched_t": self.sched_t.state_dict() if self.sched_t else None,
-        }
-
     def save(self, path: Path) -> None:
+        """A checkpoint (distill/checkpoint.py) that is also a model file: eval, export and
+        --teacher read it; --resume reads the rest."""
         if self.rank != 0:
             return
-        tmp = path.with_name(path.name + ".tmp")
-        torch.save(self.state(), tmp)
-        os.replace(tmp, path)  # a crash never leaves a half-written checkpoint
+        save_checkpoint(path, self.student, self.cfg.student, self.spec.input_size, self.cfg.min_depth, self.cfg.max_depth,
+                        step=self.step, config=asdict(self.cfg), rng=_rng_state(), mix_gen=self.mix_gen.get_state(),
+                        teacher_spec=self.spec.to_dict(), opt_s=self.opt_s.state_dict(), sched_s=self.sched_s.state_dict(),
+                        transform=contiguous_state(self.transform.state_dict()) if self.transform is not None else None,
+                        opt_t=self.opt_t.state_dict() if self.opt_t else None,
+                        sched_t=self.sched_t.state_dict() if self.sched_t else None)
 
     def load(self, path: Path) -> None:
-        ckpt = torch.load(path, map_location=self.device, weights_only=False)
-        saved = {**asdict(TrainConfig()), **ckpt["config"]}  # keys added since the run started: their defaults
-        old = {k: v for k, v in saved.items() if k not in RESUMABLE_KEYS}
-        new = {k: v for k, v in asdict(self.cfg).items() if k not in RESUMABLE_KEYS}
-        diff = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
+        ckpt = read_checkpoint(path, map_location=self.device)
+        diff = config_differences(ckpt["config"], self.cfg, ignore=RESUMABLE_KEYS)
         if diff:
-            raise ValueError(f"--resume: {path} was trained with another config (differs in: {', '.join(diff)}); "
-                             "use the same options or a new --out")
+            raise ConfigError(f"--resume: {path} was trained with another config (differs in: {', '.join(diff)}); "
+                              "use the same options or a new --out")
         self.student.load_state_dict(ckpt["model"])
         self.opt_s.load_state_dict(ckpt["opt_s"])
         self.sched_s.load_state_dict(ckpt["sched_s"])
         if self.transform is not None:
-            unwrap = self.transform.module if hasattr(self.transform, "module") else self.transform
-            unwrap.load_state_dict(ckpt["transform"])
+            self.transform.load_state_dict(ckpt["transform"])
             self.opt_t.load_state_dict(ckpt["opt_t"])
             self.sched_t.load_state_dict(ckpt["sched_t"])
         self.mix_gen.set_state(ckpt["mix_gen"])
@@ -267,8 +284,48 @@ class Distiller:
         self.step = ckpt["step"]
 
 
-def make_loader(cfg: TrainConfig, size: tuple[int, int]) -> DataLoader:
-    stream = ShardStream(cfg.shards, size, seed=cfg.seed)
+def config_differences(saved: dict[str, Any], cfg: TrainConfig, ignore: set[str]) -> list[str]:
+    """Fields in which a saved run's config differs from `cfg` (fields added since: their defaults)."""
+    old = asdict(TrainConfig(**{**asdict(TrainConfig()), **saved}))
+    new = asdict(cfg)
+    return sorted(k for k in set(old) | set(new) if k not in ignore and old.get(k) != new.get(k))
+
+
+def check_run_directory(cfg: TrainConfig) -> dict[str, Any] | None:
+    """Refuse an --out that would lose work; returns the summary of an identical finished run
+    (nothing to do), else None. Never deletes or overwrites a finished student."""
+    out = Path(cfg.out)
+    if not str(cfg.out).strip() or out.resolve() == Path.cwd():
+        raise ConfigError("--out must name a run directory (not the current directory)")
+    if out.exists() and not out.is_dir():
+        raise FileExistsError(f"--out {out} is a file; give a directory")
+    if (out / FINAL).exists():
+        ckpt = read_checkpoint(out / FINAL)
+        diff = config_differences(ckpt["config"], cfg, ignore=RUN_KEYS)
+        if cfg.resume and diff == ["steps"] and cfg.steps > ckpt["step"]:
+            # extending a finished run: its student is kept beside the longer run's
+            (out / FINAL).rename(out / f"student-step{ckpt['step']}.pt")
+            return None
+        if diff:
+            raise FileExistsError(f"{out} holds a finished run with another config (differs in: {', '.join(diff)}); "
+                                  "choose a new --out, or --resume with more --steps to extend it (nothing was "
+                                  "overwritten)")
+        return {"steps": ckpt["step"], "out": str(out), "already_finished": True}
+    if (out / CHECKPOINT).exists() and not cfg.resume:
+        raise FileExistsError(f"{out} already holds an unfinished run ({CHECKPOINT}); pass --resume to continue it, "
+                              "or choose a new --out (nothing was overwritten)")
+    if cfg.resume and not (out / CHECKPOINT).exists():
+        raise FileNotFoundError(f"--resume: no {CHECKPOINT} in {out}")
+    foreign = sorted(p.name for p in out.iterdir()
+                     if p.name not in RUN_FILES and not p.name.startswith("student-step")) if out.is_dir() else []
+    if foreign:
+        raise FileExistsError(f"--out {out} holds other files ({', '.join(foreign[:3])}); a run needs an empty or new "
+                              "directory (nothing was touched)")
+    return None
+
+
+def make_loader(cfg: TrainConfig, hw: tuple[int, int]) -> DataLoader:
+    stream = ShardStream(cfg.shards, hw, seed=cfg.seed)
     return DataLoader(stream, batch_size=cfg.batch_size, num_workers=cfg.workers, drop_last=True,
                       persistent_workers=cfg.workers > 0, pin_memory=torch.cuda.is_available())
 
@@ -280,11 +337,9 @@ def train(cfg: TrainConfig, show_progress: bool = True) -> dict[str, Any]:
 
     out = Path(cfg.out)
     ckpt_path = out / CHECKPOINT
-    if ckpt_path.exists() and not cfg.resume:
-        raise FileExistsError(f"{out} already holds a run ({CHECKPOINT}); pass --resume to continue it, "
-                              "or choose a new --out (nothing was overwritten)")
-    if cfg.resume and not ckpt_path.exists():
-        raise FileNotFoundError(f"--resume: no {CHECKPOINT} in {out}")
+    finished = check_run_directory(cfg)
+    if finished is not None:
+        return finished
     out.mkdir(parents=True, exist_ok=True)
     d = Distiller(cfg)
     if cfg.resume:
@@ -292,13 +347,13 @@ def train(cfg: TrainConfig, show_progress: bool = True) -> dict[str, Any]:
     if d.rank == 0:
         (out / "config.json").write_text(json.dumps(asdict(cfg), indent=1))
         print(f"student {cfg.student}: {count_params(d.student) / 1e6:.2f} M parameters, "
-              f"{count_macs(d.student, d.size) / 1e9:.2f} GMACs at {d.size[0]}x{d.size[1]}; "
+              f"{count_macs(d.student, d.hw) / 1e9:.2f} GMACs at {d.spec.input_size}; "
               f"teacher: {sum(p.numel() for p in d.teacher.parameters()) / 1e6:.2f} M parameters, "
               f"{len(d.bn_hooks)} BN layers hooked; device {d.device}, "
               f"{'channels_last' if cfg.channels_last else 'contiguous'} layout, "
               f"{describe_precision(cfg.precision, d.precision, d.device)}")
     writer = _tensorboard(out / "tb") if d.rank == 0 else None
-    loader = make_loader(cfg, d.size)
+    loader = make_loader(cfg, d.hw)
     batches = iter(loader)
     # exact resume: the stream is a function of the seed, so skip the batches already used
     for _ in range(d.step):
@@ -329,18 +384,18 @@ def train(cfg: TrainConfig, show_progress: bool = True) -> dict[str, Any]:
                         writer.add_scalar(f"train/{k}", v, d.step)
                     writer.add_scalar("train/images_per_s", ips, d.step)
                     writer.add_scalar("train/data_wait_share", wait / max(1e-9, wait + compute), d.step)
-                    _log_images(writer, d._last, d.step)
+                    _log_images(writer, d.last_images, d.step)
             if cfg.val and d.rank == 0 and (d.step % cfg.val_every == 0 or d.step == cfg.steps):
                 from distill.evaluate import evaluate_model
 
-                metrics = evaluate_model(d.student, cfg.val, d.size, d.device, precision=d.precision)["overall"]
+                metrics = evaluate_model(d.student, cfg.val, d.spec.input_size, d.device, precision=d.precision)["overall"]
                 if writer:
                     for k, v in metrics.items():
                         writer.add_scalar(f"val/{k}", v, d.step)
             if d.step % cfg.ckpt_every == 0 or d.step == cfg.steps:
                 d.save(ckpt_path)
     if d.rank == 0:
-        d.save(out / "student.pt")
+        d.save(out / FINAL)
     if writer:
         writer.close()
     return {"steps": d.step, "last": logs, "data_wait_share": wait / max(1e-9, wait + compute), "out": str(out),

@@ -13,7 +13,7 @@ the data pipeline alone (a step of zero cost): the rate it can feed per worker, 
 many workers a faster machine needs. `--busy N` runs the default path again beside N busy
 processes (pure spin loops), to show how throughput degrades when the machine is shared.
 
-    python scripts/bench_train.py [--sizes 96x128,192x256] [--steps 12] [--batch-size 8] [--busy 1]
+    python scripts/bench_train.py [--sizes 128x96,256x192] [--steps 12] [--batch-size 8] [--busy 1]
 """
 
 from __future__ import annotations
@@ -32,10 +32,12 @@ from pathlib import Path
 
 import torch
 
+from distill.checkpoint import save_checkpoint
 from distill.networks import build_depth_model, count_macs
 from distill.networks.transform import TransformNet
 from distill.runtime import pick_device, resolve_precision
 from distill.train import TrainConfig, make_loader, train
+from simgen.options import Size, parse_size
 from simgen.synthetic import write_synthetic_dataset
 
 REFERENCE = dict(precision="fp32", channels_last=False, refresh_kd_target=True)
@@ -57,16 +59,16 @@ def matmul_gflops(device: torch.device, precision: str, n: int = 2048, repeats: 
     return 2 * n ** 3 * repeats / (time.perf_counter() - t0) / 1e9
 
 
-def step_flops(size: tuple[int, int], batch: int, method: str, refresh: bool) -> float:
+def step_flops(size: Size, batch: int, method: str, refresh: bool) -> float:
     """FLOPs of one step (2 per multiply-accumulate; a backward with weight gradients counted as
     twice its forward, the teacher's backward to its input as once). Full method: T forward and
     backward, teacher forward and backward to the input, [T and teacher forward again with
     --refresh-kd-target], student forward and backward. Plain KD: teacher forward, student."""
-    student = count_macs(build_depth_model("mobilenetv2"), size)
-    teacher = count_macs(build_depth_model("resnet18"), size)
+    student = count_macs(build_depth_model("mobilenetv2"), size.hw)
+    teacher = count_macs(build_depth_model("resnet18"), size.hw)
     if method == "kd":
         return 2.0 * (teacher + 3 * student) * batch
-    tnet = count_macs(TransformNet(), size)
+    tnet = count_macs(TransformNet(), size.hw)
     macs = 3 * tnet + 2 * teacher + (tnet + teacher if refresh else 0) + 3 * student
     return 2.0 * macs * batch
 
@@ -76,9 +78,9 @@ def _spin() -> None:
         pass
 
 
-def loader_rate(cfg: TrainConfig, size: tuple[int, int], batches: int = 24) -> float:
+def loader_rate(cfg: TrainConfig, size: Size, batches: int = 24) -> float:
     """Images/s the data pipeline delivers on its own (the step costs nothing)."""
-    it = iter(make_loader(cfg, size))
+    it = iter(make_loader(cfg, size.hw))
     next(it)  # workers started, buffers filling
     t0 = time.perf_counter()
     for _ in range(batches):
@@ -96,7 +98,7 @@ def timed_run(cfg: TrainConfig, steps: int) -> tuple[float, float]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--sizes", default="96x128,192x256")
+    ap.add_argument("--sizes", default="128x96,256x192", help="input sizes, WIDTHxHEIGHT")
     ap.add_argument("--methods", default="full,kd")
     ap.add_argument("--steps", type=int, default=12, help="timed steps per run (after one untimed step)")
     ap.add_argument("--batch-size", type=int, default=8)
@@ -106,23 +108,22 @@ def main() -> None:
     args = ap.parse_args()
     device = pick_device(args.device)
     auto = resolve_precision("auto", device)
-    sizes = [tuple(int(v) for v in s.split("x")) for s in args.sizes.split(",")]
+    sizes = [parse_size(s) for s in args.sizes.split(",")]
     ref = {p: matmul_gflops(device, p) for p in sorted({"fp32", auto})}
     print(f"device {device}; torch {torch.__version__}; {torch.get_num_threads()} threads; "
           f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', '(unset)')}; auto precision = {auto}")
     print("matmul 2048^3 reference: " + ", ".join(f"{p} {g:.1f} GFLOP/s" for p, g in ref.items()))
     with tempfile.TemporaryDirectory(prefix="bench-train-") as tmp:
         tmp = Path(tmp)
-        shards = write_synthetic_dataset(tmp / "shards", n=256, size=(240, 320), per_shard=32)
+        shards = write_synthetic_dataset(tmp / "shards", n=256, size=(240, 320), samples_per_shard=32)
         for size in sizes:
-            teacher = tmp / f"teacher-{size[0]}x{size[1]}.ckpt"
-            torch.save({"model_arch": "resnet18", "model": build_depth_model("resnet18").state_dict(),
-                        "input_size": list(size), "model_range": {"min_depth": 0.1, "max_depth": 10.0}}, teacher)
+            teacher = tmp / f"teacher-{size}.ckpt"
+            save_checkpoint(teacher, build_depth_model("resnet18"), "resnet18", size, 0.1, 10.0)
             base = TrainConfig(shards=[str(shards)], out="", teacher={"source": str(teacher)},
                                batch_size=args.batch_size, workers=args.workers, device=str(device),
                                log_every=1000, ckpt_every=10 ** 6, warmup=1)
             feed = loader_rate(base, size)
-            print(f"\n{size[0]}x{size[1]}, batch {args.batch_size}: data pipeline alone {feed:.1f} images/s with "
+            print(f"\n{size}, batch {args.batch_size}: data pipeline alone {feed:.1f} images/s with "
                   f"{args.workers} workers ({feed / max(1, args.workers):.1f} per worker)")
             for method in args.methods.split(","):
                 results = {}
@@ -130,7 +131,7 @@ def main() -> None:
                 if method == "full":  # what the one-pass step alone brings
                     variants.insert(1, ("refreshed", dict(refresh_kd_target=True)))
                 for name, overrides in variants:
-                    cfg = replace(base, out=str(tmp / f"{method}-{name}-{size[0]}"), **METHODS[method], **overrides)
+                    cfg = replace(base, out=str(tmp / f"{method}-{name}-{size}"), **METHODS[method], **overrides)
                     ips, wait = timed_run(cfg, args.steps)
                     prec = cfg.precision if cfg.precision != "auto" else auto
                     gflops = step_flops(size, args.batch_size, method, cfg.refresh_kd_target) * ips / args.batch_size / 1e9
@@ -146,7 +147,7 @@ def main() -> None:
                     for p in procs:
                         p.start()
                     try:
-                        ips, wait = timed_run(replace(base, out=str(tmp / f"{method}-busy-{size[0]}"), **METHODS[method]),
+                        ips, wait = timed_run(replace(base, out=str(tmp / f"{method}-busy-{size}"), **METHODS[method]),
                                               args.steps)
                     finally:
                         for p in procs:

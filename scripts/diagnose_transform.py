@@ -24,11 +24,13 @@ import numpy as np
 import torch
 from PIL import Image
 
+from distill.checkpoint import read_checkpoint
 from distill.data import RGBDFolder, ShardStream, resize_crop
 from distill.layers import BNStatsHook, compute_depth_errors
 from distill.mixing import MixConfig, mix_objects
 from distill.networks.transform import TransformNet
 from distill.teacher import TeacherSpec, load_teacher, require_batchnorm
+from simgen.options import parse_size
 from simgen.preview import colorize_depth
 
 
@@ -61,20 +63,20 @@ def main() -> None:
     ap.add_argument("--sims", required=True)
     ap.add_argument("--real", help="an RGB-D folder of the teacher's domain (its split=train is used)")
     ap.add_argument("--run", help="a distill run folder whose checkpoint.pt holds a trained T")
-    ap.add_argument("--size", type=int, nargs=2, default=(96, 128))
+    ap.add_argument("--size", type=parse_size, default=parse_size("128x96"), help="teacher input WIDTHxHEIGHT")
     ap.add_argument("--n", type=int, default=32, help="images per batch")
     ap.add_argument("--out", default="out/diagnose")
     args = ap.parse_args()
     torch.manual_seed(0)
-    size = tuple(args.size)
-    teacher = load_teacher(TeacherSpec(source=args.teacher, input_size=size))
+    teacher = load_teacher(TeacherSpec(source=args.teacher, input_size=args.size))
+    hw = teacher.spec.input_size.hw
     hooks = [BNStatsHook(m) for m in require_batchnorm(teacher)]
 
-    sims = first_batch(ShardStream([args.sims], size, seed=0, buffer=64, augment=True), args.n)
+    sims = first_batch(ShardStream([args.sims], hw, seed=0, buffer=64, augment=True), args.n)
     mixed = mix_objects(sims["rgb"], sims["depth"], sims["inst"], MixConfig(), torch.Generator().manual_seed(0))
     inputs = {"raw sims": (sims["rgb"], sims["depth"]), "mixed sims": (mixed[0], mixed[1])}
     if args.run:
-        ckpt = torch.load(Path(args.run) / "checkpoint.pt", map_location="cpu", weights_only=False)
+        ckpt = read_checkpoint(Path(args.run) / "checkpoint.pt")
         if ckpt.get("transform") is None:
             raise SystemExit(f"{args.run}: this run has no transformation network")
         t = TransformNet()
@@ -85,7 +87,7 @@ def main() -> None:
     if args.real:
         ds = RGBDFolder(args.real, 1000.0, "train")
         idx = np.random.default_rng(0).choice(len(ds), args.n, replace=False)
-        items = [resize_crop({"rgb": ds[int(i)]["rgb"], "depth": ds[int(i)]["depth"]}, size, None) for i in idx]
+        items = [resize_crop({"rgb": ds[int(i)]["rgb"], "depth": ds[int(i)]["depth"]}, hw, None) for i in idx]
         inputs = {"real (teacher's train split)": (torch.stack([it["rgb"] for it in items]),
                                                    torch.stack([it["depth"] for it in items])), **inputs}
 

@@ -14,8 +14,8 @@ import sys
 from pathlib import Path
 
 from simgen import __version__
-from simgen.config import CAMERA_PRESETS, RENDER_PROFILES, SCENE_FAMILIES, ConfigError, RenderConfig, \
-    parse_intrinsics, parse_resolution
+from simgen.config import ConfigError, RenderConfig
+from simgen.options import add_options, given
 
 
 def _positive_int(text: str) -> int:
@@ -59,20 +59,9 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--n", type=_positive_int, required=True, help="total number of samples in the dataset")
     r.add_argument("--out", required=True, help="dataset directory (created; must be empty or hold this dataset)")
     r.add_argument("--seed", type=int, default=0, help="dataset seed: same config + seed = same data (default 0)")
-    r.add_argument("--scene", default="indoor", help=f"scene family: {', '.join(SCENE_FAMILIES)} (default indoor)")
-    r.add_argument("--indoor-ratio", type=float, default=0.5, help="share of indoor scenes with --scene mixed")
-    r.add_argument("--camera", default="nyu", help=f"intrinsics preset: {', '.join(CAMERA_PRESETS)} (default nyu)")
-    r.add_argument("--intrinsics", help="explicit fx,fy,cx,cy,W,H (instead of --camera)")
-    r.add_argument("--resolution", default="320x240",
-                   help="WxH; scales the preset's intrinsics (default 320x240; 'native' keeps the preset's)")
-    r.add_argument("--profile", default="fast", help=f"render settings: {', '.join(RENDER_PROFILES)} (default fast)")
-    r.add_argument("--views-per-scene", type=_positive_int, default=4, help="camera views per built scene (default 4)")
-    r.add_argument("--shard-size", type=_positive_int, default=64, help="samples per shard (default 64)")
-    r.add_argument("--depth-scale", type=float, help="depth PNG units per metre (default 1000 indoor, 256 otherwise)")
-    r.add_argument("--max-depth", type=float, help="depth beyond this is stored as invalid (m)")
-    r.add_argument("--assets", action="append", default=[], metavar="DIR",
-                   help="a user asset library folder with library.json (repeatable; added to the built-in one)")
-    r.add_argument("--no-builtin-assets", action="store_true", help="use only the --assets libraries")
+    add_options(r, RenderConfig)
+    r.add_argument("--no-builtin-assets", dest="builtin_assets", action="store_const", const=False,
+                   default=argparse.SUPPRESS, help="use only the --assets libraries (= --builtin-assets off)")
     r.add_argument("--workers", type=_positive_int, default=1, help="local render processes (default 1)")
     r.add_argument("--threads", type=int, help="Cycles threads per worker (default: cores / workers)")
     r.add_argument("--executor", choices=["local", "ray"], default="local",
@@ -107,20 +96,21 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _config_from_args(args: argparse.Namespace) -> RenderConfig:
-    resolution = None if args.resolution == "native" else parse_resolution(args.resolution)
-    intrinsics = parse_intrinsics(args.intrinsics) if args.intrinsics else None
-    return RenderConfig(
-        scene=args.scene, indoor_ratio=args.indoor_ratio, camera="custom" if intrinsics else args.camera,
-        intrinsics=intrinsics, resolution=resolution, profile=args.profile, views_per_scene=args.views_per_scene,
-        samples_per_shard=args.shard_size, depth_scale=args.depth_scale, max_depth_m=args.max_depth,
-        assets=list(args.assets), builtin_assets=not args.no_builtin_assets)
+def config_from_args(args: argparse.Namespace) -> RenderConfig:
+    """RenderConfig from the typed flags; the rest are the dataclass's defaults."""
+    values = given(args, RenderConfig)
+    if values.get("intrinsics") is not None:
+        if "camera" in values:
+            raise ConfigError("give either --camera or --intrinsics, not both")
+        values["camera"] = "custom"
+        values.setdefault("resolution", None)  # explicit intrinsics: their own W,H unless --resolution is typed
+    return RenderConfig(**values)
 
 
 def _render(args: argparse.Namespace) -> int:
     from simgen.runner import iter_shard_ranges, render
 
-    config = _config_from_args(args)
+    config = config_from_args(args)
     config.validate()
     shard_range = args.shard_range
     if args.part:

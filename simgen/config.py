@@ -8,9 +8,16 @@ run options but never silently mixed with another config.
 from __future__ import annotations
 
 import dataclasses
-import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
+
+from simgen.options import ConfigError, Size, as_size, option, parse_size
+
+# Largest rendered side: beyond it a frame takes minutes and gigabytes (a typo like 100000x100000
+# would run until killed).
+MAX_RESOLUTION = 8192
+# A resolution whose aspect ratio differs from the camera's by more than this stretches pixels.
+ASPECT_TOLERANCE = 0.01
 
 # Camera presets: (width, height, fx, fy, cx, cy) at the preset's native resolution.
 CAMERA_PRESETS: dict[str, tuple[int, int, float, float, float, float]] = {
@@ -37,10 +44,6 @@ RENDER_PROFILES: dict[str, dict[str, Any]] = {
 }
 
 
-class ConfigError(ValueError):
-    """A bad option value; the message says what is wrong and how to fix it."""
-
-
 @dataclass(frozen=True)
 class Intrinsics:
     width: int
@@ -55,20 +58,53 @@ class Intrinsics:
         return Intrinsics(width, height, self.fx * sx, self.fy * sy, self.cx * sx, self.cy * sy)
 
 
+def parse_resolution(text: str) -> Size | None:
+    """'320x240' -> Size(320, 240); 'native' -> None (the camera's own size)."""
+    if str(text).strip() == "native":
+        return None
+    try:
+        return parse_size(text)
+    except Exception:
+        raise ConfigError(f"--resolution must look like 320x240 (WIDTHxHEIGHT) or 'native', got {text!r}") from None
+
+
+def parse_intrinsics(text: str) -> Intrinsics:
+    parts = text.split(",")
+    try:
+        fx, fy, cx, cy, w, h = (float(p) for p in parts)
+    except ValueError:
+        raise ConfigError(f"--intrinsics must be fx,fy,cx,cy,W,H (six numbers), got {text!r}") from None
+    if min(fx, fy, w, h) <= 0:
+        raise ConfigError(f"--intrinsics: focal lengths and size must be positive, got {text!r}")
+    return Intrinsics(int(w), int(h), fx, fy, cx, cy)
+
+
 @dataclass
 class RenderConfig:
-    scene: str = "indoor"               # indoor | outdoor | mixed
-    indoor_ratio: float = 0.5           # share of indoor scenes when scene == mixed
-    camera: str = "nyu"                 # preset name, or "custom" with `intrinsics`
-    intrinsics: Intrinsics | None = None
-    resolution: tuple[int, int] | None = (320, 240)  # scales the preset; None = native
-    profile: str = "fast"
-    views_per_scene: int = 4            # several views amortize building a scene
-    samples_per_shard: int = 64
-    depth_scale: float | None = None    # None: 1000 (mm) for indoor, 256 for outdoor/mixed
-    max_depth_m: float | None = None    # beyond: invalid. None: 20 m indoor, 120 m outdoor/mixed
-    assets: list[str] = field(default_factory=list)  # user library folders, in order
-    builtin_assets: bool = True
+    """What a sample looks like. `simgen render` builds its flags from these fields."""
+
+    scene: str = option("indoor", "scene family (mixed: --indoor-ratio of them indoor)", choices=SCENE_FAMILIES)
+    indoor_ratio: float = option(0.5, "share of indoor scenes with --scene mixed")
+    camera: str = option("nyu", "intrinsics preset (or give --intrinsics)", choices=tuple(CAMERA_PRESETS))
+    intrinsics: Intrinsics | None = option(None, "explicit fx,fy,cx,cy,W,H instead of --camera",
+                                           parse=parse_intrinsics, metavar="FX,FY,CX,CY,W,H")
+    resolution: Size | None = option(Size(320, 240), "WIDTHxHEIGHT; scales the camera's intrinsics ('native' keeps "
+                                     "its own; with --intrinsics the default is native)", parse=parse_resolution,
+                                     metavar="WxH")
+    profile: str = option("fast", "render settings: speed against image quality (docs/rendering.md)",
+                          choices=tuple(RENDER_PROFILES))
+    views_per_scene: int = option(4, "camera views per built scene (several views amortize building it)")
+    samples_per_shard: int = option(64, "samples per shard file", aliases=("--shard-size",))
+    depth_scale: float | None = option(None, "depth PNG units per metre", parse=float, shown="1000 indoor, 256 otherwise")
+    max_depth_m: float | None = option(None, "depth beyond this many metres is stored as invalid", parse=float,
+                                       aliases=("--max-depth",), shown="20 indoor, 120 otherwise")
+    assets: list[str] = option([], "a user asset library folder with library.json (added to the built-in one)",
+                               repeat=True, metavar="DIR")
+    builtin_assets: bool = option(True, "use the built-in asset library")
+
+    def __post_init__(self) -> None:
+        if self.resolution is not None:
+            self.resolution = as_size(self.resolution)
 
     def validate(self) -> None:
         if self.scene not in SCENE_FAMILIES:
@@ -85,12 +121,25 @@ class RenderConfig:
             raise ConfigError("--views-per-scene must be at least 1")
         if self.samples_per_shard < 1:
             raise ConfigError("--shard-size must be at least 1")
-        if self.resolution is not None and (self.resolution[0] < 8 or self.resolution[1] < 8):
-            raise ConfigError(f"--resolution {self.resolution[0]}x{self.resolution[1]} is too small (min 8x8)")
+        if self.resolution is not None:
+            self._check_resolution(self.resolution)
         if self.depth_scale is not None and self.depth_scale <= 0:
             raise ConfigError("--depth-scale must be positive")
+        if self.max_depth_m is not None and self.max_depth_m <= 0:
+            raise ConfigError(f"--max-depth must be positive (metres), got {self.max_depth_m}")
         if not self.builtin_assets and not self.assets:
             raise ConfigError("--no-builtin-assets needs at least one --assets DIR")
+
+    def _check_resolution(self, size: Size) -> None:
+        if min(size) < 8 or max(size) > MAX_RESOLUTION:
+            raise ConfigError(f"--resolution {size}: each side must be within 8 to {MAX_RESOLUTION} pixels")
+        base = self.intrinsics if self.camera == "custom" else Intrinsics(*CAMERA_PRESETS[self.camera])
+        if base is None:
+            return
+        aspect, native = size.width / size.height, base.width / base.height
+        if abs(aspect / native - 1) > ASPECT_TOLERANCE and abs(size.height / size.width / native - 1) <= ASPECT_TOLERANCE:
+            raise ConfigError(f"--resolution {size}: sizes are WIDTHxHEIGHT; the camera is {base.width}x{base.height}, "
+                              f"so did you mean {size.height}x{size.width}?")
 
     def resolved_intrinsics(self) -> Intrinsics:
         base = self.intrinsics if self.camera == "custom" else Intrinsics(*CAMERA_PRESETS[self.camera])
@@ -129,21 +178,3 @@ class RenderConfig:
         d["intrinsics"] = Intrinsics(**d["intrinsics"]) if d.get("intrinsics") else None
         d["resolution"] = tuple(d["resolution"]) if d.get("resolution") else None
         return cls(**d)
-
-
-def parse_resolution(text: str) -> tuple[int, int]:
-    m = re.fullmatch(r"\s*(\d+)\s*[xX]\s*(\d+)\s*", text)
-    if not m:
-        raise ConfigError(f"--resolution must look like 320x240, got {text!r}")
-    return int(m.group(1)), int(m.group(2))
-
-
-def parse_intrinsics(text: str) -> Intrinsics:
-    parts = text.split(",")
-    try:
-        fx, fy, cx, cy, w, h = (float(p) for p in parts)
-    except ValueError:
-        raise ConfigError(f"--intrinsics must be fx,fy,cx,cy,W,H (six numbers), got {text!r}") from None
-    if min(fx, fy, w, h) <= 0:
-        raise ConfigError(f"--intrinsics: focal lengths and size must be positive, got {text!r}")
-    return Intrinsics(int(w), int(h), fx, fy, cx, cy)

@@ -7,9 +7,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
-from simgen.shards import Dataset, Sample
+from simgen.shards import DatasetReader, Sample, ShardError
 
-# A compact perceptual colour map (viridis-like "turbo" would do as well): control points.
+# Viridis (perceptually uniform, readable in grey), as 11 control points interpolated linearly.
 _MAP = np.array([[0.267, 0.005, 0.329], [0.283, 0.141, 0.458], [0.254, 0.265, 0.530], [0.207, 0.372, 0.553],
                  [0.164, 0.471, 0.558], [0.128, 0.567, 0.551], [0.135, 0.659, 0.518], [0.267, 0.749, 0.441],
                  [0.478, 0.821, 0.318], [0.741, 0.873, 0.150], [0.993, 0.906, 0.144]])
@@ -63,10 +63,10 @@ def sample_row(s: Sample, tile_height: int) -> Image.Image:
 def contact_sheet(root: str | Path, out: str | Path, count: int = 12, tile_height: int = 160,
                   columns: int = 2) -> int:
     """Write RGB | depth | instances for `count` samples spread over the dataset; returns how many."""
-    ds = Dataset(root)
+    ds = DatasetReader(root)
     n = len(ds)
     if n == 0:
-        raise ValueError(f"{root}: the dataset has no committed samples yet")
+        raise ShardError(f"{root}: the dataset has no committed samples yet")
     wanted = set(np.linspace(0, n - 1, min(count, n)).round().astype(int).tolist())
     rows = [sample_row(s, tile_height) for k, s in enumerate(ds.iter_samples()) if k in wanted]
     columns = max(1, min(columns, len(rows)))

@@ -7,12 +7,12 @@ from typing import Any
 
 import numpy as np
 
-from simgen.shards import Dataset, ShardError
+from simgen.shards import DatasetReader, ShardError
 
 
 def inspect_dataset(root: str | Path, verify: bool = True, max_samples: int | None = None) -> dict[str, Any]:
     """Counts, depth range and histogram, objects per image, rejected views, checksum results."""
-    ds = Dataset(root)
+    ds = DatasetReader(root)
     report: dict[str, Any] = {"root": str(root), "samples": len(ds), "requested": ds.manifest["n"],
                               "shards": len(ds.shards), "depth_scale": ds.depth_scale,
                               "config": ds.manifest["config"], "seed": ds.manifest["seed"]}
@@ -61,13 +61,20 @@ def inspect_dataset(root: str | Path, verify: bool = True, max_samples: int | No
     return report
 
 
+def _describe_config(c: dict[str, Any]) -> str:
+    """One line: the render options of a `simgen render` dataset, or whatever another writer recorded."""
+    if "intrinsics" in c and "scene" in c:
+        return (f"scene={c['scene']} camera={c['camera']} {c['intrinsics']['width']}x{c['intrinsics']['height']} "
+                f"profile={c.get('profile')} views/scene={c.get('views_per_scene')}")
+    return " ".join(f"{k}={v}" for k, v in sorted(c.items())) or "(none recorded)"
+
+
 def format_report(r: dict[str, Any]) -> str:
-    c = r["config"]
+    requested = "an unfinished count" if r["requested"] is None else r["requested"]
     lines = [
         f"dataset   {r['root']}",
-        f"samples   {r['samples']} committed of {r['requested']} requested, in {r['shards']} shards",
-        f"config    scene={c['scene']} camera={c['camera']} {c['intrinsics']['width']}x{c['intrinsics']['height']} "
-        f"profile={c['profile']} views/scene={c['views_per_scene']} seed={r['seed']}",
+        f"samples   {r['samples']} committed of {requested} requested, in {r['shards']} shards",
+        f"config    {_describe_config(r['config'])} seed={r['seed']}",
         "families  " + ", ".join(f"{k}: {v}" for k, v in sorted(r["families"].items())),
     ]
     d = r["depth_m"]

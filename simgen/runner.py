@@ -13,7 +13,6 @@ import multiprocessing as mp
 import os
 import queue
 import threading
-import time
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -44,16 +43,9 @@ def library_folders(config: RenderConfig) -> list[str]:
 
 
 def _new_manifest(config: RenderConfig, seed: int, n: int, digests: list[str]) -> dict[str, Any]:
-    return {
-        "format": shards.FORMAT_NAME, "version": shards.FORMAT_VERSION, "generator": f"simgen {__version__}",
-        "config": config.to_dict(), "seed": seed, "assets": digests, "n": n,
-        "samples_per_shard": config.samples_per_shard,
-        "depth": {"scale": config.resolved_depth_scale(), "unit": "m", "kind": "planar z (along the optical axis)",
-                  "invalid": 0, "max_m": config.resolved_max_depth()},
-        "instances": {"none": 0, "ids": "per sample JSON 'instances': id, category, asset, thing"},
-        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "shards": {},
-    }
+    return shards.new_manifest(depth_scale=config.resolved_depth_scale(), max_depth_m=config.resolved_max_depth(),
+                               samples_per_shard=config.samples_per_shard, n=n, config=config.to_dict(), seed=seed,
+                               generator=f"simgen {__version__}", assets=digests)
 
 
 def _differences(a: dict[str, Any], b: dict[str, Any]) -> list[str]:
@@ -109,24 +101,15 @@ def open_dataset_for_render(out: Path, config: RenderConfig, seed: int, n: int) 
 
 def plan(manifest: dict[str, Any], n: int, shard_range: tuple[int, int] | None = None) -> list[tuple[int, int, int]]:
     """(shard index, first sample, end) of every shard still to render for n samples."""
-    size = manifest["samples_per_shard"]
     todo = []
-    for k in range(math.ceil(n / size)):
+    for k, start, stop in shards.shard_spans(n, manifest["samples_per_shard"]):
         if shard_range and not shard_range[0] <= k < shard_range[1]:
             continue
-        start, stop = k * size, min(n, (k + 1) * size)
         record = manifest["shards"].get(shards.shard_name(k))
         # A shorter committed shard is the last one of a smaller earlier --n: it grows to full size.
         if record is None or record["count"] < stop - start:
             todo.append((k, start, stop))
     return todo
-
-
-def commit_shard(out: Path, record: dict[str, Any]) -> None:
-    with shards.manifest_lock(out):
-        manifest = shards.load_manifest(out)
-        manifest["shards"][record["name"]] = record
-        shards.save_manifest(out, manifest)
 
 
 def _adopt_or_clean(out: Path, manifest: dict[str, Any], todo: list[tuple[int, int, int]]) -> list[tuple[int, int, int]]:
@@ -144,7 +127,7 @@ def _adopt_or_clean(out: Path, manifest: dict[str, Any], todo: list[tuple[int, i
             except shards.ShardError:
                 indices = []
             if indices == list(range(start, stop)):
-                commit_shard(out, {"name": final.name, "first_index": start, "count": stop - start,
+                shards.commit_shard(out, {"name": final.name, "first_index": start, "count": stop - start,
                                    "sha256": shards.sha256_file(final), "bytes": final.stat().st_size,
                                    "rejected": {}, "forced_views": 0, "adopted": True})
                 continue
@@ -267,7 +250,7 @@ def render(out: str | Path, config: RenderConfig, seed: int, n: int, workers: in
     summary = {"out": str(out), "rendered": 0, "shards": len(tasks), "rejected": {}}
 
     def on_done(record: dict[str, Any]) -> None:
-        commit_shard(out, record)
+        shards.commit_shard(out, record)
         summary["rendered"] += record["count"]
         for reason, count in record.get("rejected", {}).items():
             summary["rejected"][reason] = summary["rejected"].get(reason, 0) + count

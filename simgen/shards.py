@@ -19,8 +19,10 @@ import fcntl
 import hashlib
 import io
 import json
+import math
 import os
 import tarfile
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
@@ -206,6 +208,30 @@ def load_manifest(root: Path) -> dict[str, Any] | None:
     return manifest
 
 
+def new_manifest(*, depth_scale: float, max_depth_m: float, samples_per_shard: int, n: int | None,
+                 config: dict[str, Any], seed: int, generator: str, **extra: Any) -> dict[str, Any]:
+    """The manifest of a new, empty dataset: the only place its fields are assembled.
+
+    `n` is the number of samples the dataset will hold (None while a writer does not know it yet:
+    the dataset counts as incomplete until it is set). `extra` adds producer-specific fields."""
+    return {
+        "format": FORMAT_NAME, "version": FORMAT_VERSION, "generator": generator,
+        "config": config, "seed": seed, "n": n, "samples_per_shard": samples_per_shard,
+        "depth": {"scale": float(depth_scale), "unit": "m", "kind": "planar z (along the optical axis)",
+                  "invalid": 0, "max_m": float(max_depth_m)},
+        "instances": {"none": 0, "ids": "per sample JSON 'instances': id, category, asset, thing"},
+        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "shards": {},
+        **extra,
+    }
+
+
+def shard_spans(n: int, samples_per_shard: int) -> Iterator[tuple[int, int, int]]:
+    """(shard index, first sample, end) of every shard of an n-sample dataset: where shards split."""
+    for k in range(math.ceil(n / samples_per_shard)):
+        yield k, k * samples_per_shard, min(n, (k + 1) * samples_per_shard)
+
+
 def save_manifest(root: Path, manifest: dict[str, Any]) -> None:
     """Replace the manifest atomically (write a temporary file, fsync, rename)."""
     path = manifest_path(root)
@@ -229,11 +255,106 @@ def manifest_lock(root: Path) -> Iterator[None]:
             fcntl.flock(f.fileno(), fcntl.LOCK_UN)
 
 
+def commit_shard(root: Path, record: dict[str, Any]) -> None:
+    """Add a written shard's record to the manifest (under the lock). A shard is committed once:
+    committing other contents under a committed name is an error, never a replacement."""
+    with manifest_lock(root):
+        manifest = load_manifest(root)
+        if manifest is None:
+            raise ShardError(f"{root}: no {MANIFEST} to commit {record['name']} to")
+        old = manifest["shards"].get(record["name"])
+        if old is not None and old["count"] >= record["count"] and old["sha256"] != record["sha256"]:
+            raise ShardError(f"{root}: {record['name']} is already committed with other contents "
+                             "(another job writes into this dataset with other options?); nothing was replaced")
+        manifest["shards"][record["name"]] = record
+        save_manifest(root, manifest)
+
+
+# -------------------------------------------------------------------------------------- writing
+
+
+def holds_complete_dataset(root: str | os.PathLike, config: dict[str, Any]) -> bool:
+    """For scripts that derive a dataset once: True when `root` holds a complete dataset written
+    with `config` (reuse it), False when `root` is absent or empty (write it). Anything else there
+    is an error naming what differs: it is never overwritten."""
+    root = Path(root)
+    if not root.exists() or not any(root.iterdir()):
+        return False
+    manifest = load_manifest(root)
+    if manifest is None:
+        raise ShardError(f"{root} holds other files and no {MANIFEST}; choose another directory")
+    if manifest["config"] != config:
+        raise ShardError(f"{root} holds a dataset made with another config ({manifest['config']}); "
+                         "remove it or choose another directory")
+    if not DatasetReader(root).complete:
+        raise ShardError(f"{root} holds an unfinished dataset (its writer was interrupted); remove it to write it again")
+    return True
+
+
+class DatasetWriter:
+    """Writes a new dataset sample by sample: decides where shards split, writes each shard
+    atomically, commits it to the manifest, and sets the sample count when closed.
+
+        with DatasetWriter(root, depth_scale=1000.0, max_depth_m=10.0, generator="my script") as w:
+            for sample in samples:       # sample.index must run 0, 1, 2, ...
+                w.add(sample)
+
+    A dataset left unclosed (an exception, a kill) has n = None and reads as incomplete. `simgen
+    render` uses the same pieces (new_manifest, shard_spans, write_shard, commit_shard) per shard."""
+
+    def __init__(self, root: str | os.PathLike, *, depth_scale: float, max_depth_m: float,
+                 samples_per_shard: int = 64, config: dict[str, Any] | None = None, seed: int = 0,
+                 generator: str = "simgen.shards.DatasetWriter", **extra: Any):
+        self.root = Path(root)
+        if self.root.exists() and any(self.root.iterdir()):
+            raise ShardError(f"{self.root} is not empty; a new dataset needs an empty or new directory")
+        if samples_per_shard < 1:
+            raise ShardError(f"samples_per_shard must be at least 1, got {samples_per_shard}")
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.manifest = new_manifest(depth_scale=depth_scale, max_depth_m=max_depth_m, n=None,
+                                     samples_per_shard=samples_per_shard, config=config or {}, seed=seed,
+                                     generator=generator, **extra)
+        save_manifest(self.root, self.manifest)
+        self.count = 0
+        self._pending: list[Sample] = []
+
+    def add(self, sample: Sample) -> None:
+        if sample.index != self.count:
+            raise ShardError(f"{self.root}: sample {sample.index} added where {self.count} was next")
+        self._pending.append(sample)
+        self.count += 1
+        if len(self._pending) == self.manifest["samples_per_shard"]:
+            self._flush()
+
+    def _flush(self) -> None:
+        if self._pending:
+            k = self._pending[0].index // self.manifest["samples_per_shard"]
+            path = self.root / SHARD_DIR / shard_name(k)
+            commit_shard(self.root, write_shard(path, self._pending, self.manifest["depth"]["scale"]))
+            self._pending = []
+
+    def close(self) -> None:
+        """Write the last (short) shard and mark the dataset complete."""
+        self._flush()
+        with manifest_lock(self.root):
+            manifest = load_manifest(self.root)
+            manifest["n"] = self.count
+            save_manifest(self.root, manifest)
+
+    def __enter__(self) -> "DatasetWriter":
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            self.close()
+
+
 # -------------------------------------------------------------------------------------- reading
 
 
-class Dataset:
-    """Read access to a finished or growing dataset: only committed shards are visible."""
+class DatasetReader:
+    """Read access to a finished or growing dataset: only committed shards are visible. Every
+    reader (inspect, preview, training, evaluation) goes through `iter_samples`."""
 
     def __init__(self, root: str | os.PathLike):
         self.root = Path(root)
@@ -252,6 +373,11 @@ class Dataset:
 
     def __len__(self) -> int:
         return sum(r["count"] for r in self.shards)
+
+    @property
+    def complete(self) -> bool:
+        """All samples the manifest asks for are committed."""
+        return self.manifest.get("n") is not None and len(self) >= self.manifest["n"]
 
     def iter_samples(self, shard_records: list[dict[str, Any]] | None = None) -> Iterator[Sample]:
         for record in self.shards if shard_records is None else shard_records:

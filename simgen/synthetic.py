@@ -9,34 +9,35 @@ import numpy as np
 
 from simgen import shards
 
+DEPTH_SCALE = 1000.0  # millimetres, as simgen's indoor default
+MAX_DEPTH_M = 10.0
 
-def write_synthetic_dataset(root: Path, n: int = 24, size=(48, 64), per_shard: int = 8, seed: int = 0) -> Path:
-    """A small simgen-format dataset without Blender: boxes ('things') in front of a slanted wall."""
-    rng = np.random.default_rng(seed)
+
+def synthetic_sample(index: int, size: tuple[int, int], rng: np.random.Generator) -> shards.Sample:
+    """One sample: a wall 3-5 m away slanting left to right, and 1-3 boxes 1-2.5 m away."""
     h, w = size
-    (root / "shards").mkdir(parents=True, exist_ok=True)
-    records = {}
     yy, xx = np.mgrid[0:h, 0:w]
-    for k in range(0, n, per_shard):
-        samples = []
-        for i in range(k, min(n, k + per_shard)):
-            depth = (3.0 + 2.0 * xx / w + rng.uniform(-0.5, 0.5)).astype(np.float32)
-            rgb = np.stack([(xx * 4 + i * 9) % 255, (yy * 4) % 255, np.full_like(xx, 90 + i % 50)], -1).astype(np.uint8)
-            inst = np.ones((h, w), np.uint16)
-            instances = [{"id": 1, "category": "wall", "asset": None, "thing": False}]
-            for j in range(int(rng.integers(1, 4))):
-                y0, x0 = int(rng.integers(0, h - 12)), int(rng.integers(0, w - 12))
-                bh, bw = int(rng.integers(6, 14)), int(rng.integers(6, 18))
-                d = float(rng.uniform(1.0, 2.5))
-                depth[y0:y0 + bh, x0:x0 + bw] = d
-                rgb[y0:y0 + bh, x0:x0 + bw] = rng.integers(0, 255, 3)
-                inst[y0:y0 + bh, x0:x0 + bw] = j + 2
-                instances.append({"id": j + 2, "category": "box", "asset": "box", "thing": True})
-            samples.append(shards.Sample(i, rgb, depth, inst, {"index": i, "instances": instances,
-                                                                "scene_family": "indoor"}))
-        rec = shards.write_shard(root / "shards" / shards.shard_name(k // per_shard), samples, 1000.0)
-        records[rec["name"]] = rec
-    shards.save_manifest(root, {"format": shards.FORMAT_NAME, "version": 1, "n": n, "samples_per_shard": per_shard,
-                                "config": {}, "seed": seed, "depth": {"scale": 1000.0, "max_m": 10.0},
-                                "shards": records})
-    return root
+    depth = (3.0 + 2.0 * xx / w + rng.uniform(-0.5, 0.5)).astype(np.float32)
+    rgb = np.stack([(xx * 4 + index * 9) % 255, (yy * 4) % 255, np.full_like(xx, 90 + index % 50)], -1).astype(np.uint8)
+    inst = np.ones((h, w), np.uint16)
+    instances = [{"id": 1, "category": "wall", "asset": None, "thing": False}]
+    for j in range(int(rng.integers(1, 4))):
+        y0, x0 = int(rng.integers(0, h - 12)), int(rng.integers(0, w - 12))
+        bh, bw = int(rng.integers(6, 14)), int(rng.integers(6, 18))
+        depth[y0:y0 + bh, x0:x0 + bw] = float(rng.uniform(1.0, 2.5))
+        rgb[y0:y0 + bh, x0:x0 + bw] = rng.integers(0, 255, 3)
+        inst[y0:y0 + bh, x0:x0 + bw] = j + 2
+        instances.append({"id": j + 2, "category": "box", "asset": "box", "thing": True})
+    return shards.Sample(index, rgb, depth, inst, {"index": index, "instances": instances, "scene_family": "indoor"})
+
+
+def write_synthetic_dataset(root: Path, n: int = 24, size: tuple[int, int] = (48, 64), samples_per_shard: int = 8,
+                            seed: int = 0) -> Path:
+    """Write an n-sample synthetic dataset of HxW `size` images to `root` (a new directory)."""
+    rng = np.random.default_rng(seed)
+    config = {"synthetic": True, "height": size[0], "width": size[1]}
+    with shards.DatasetWriter(root, depth_scale=DEPTH_SCALE, max_depth_m=MAX_DEPTH_M, samples_per_shard=samples_per_shard,
+                              config=config, seed=seed, generator="simgen.synthetic") as writer:
+        for i in range(n):
+            writer.add(synthetic_sample(i, size, rng))
+    return Path(root)

@@ -1,9 +1,9 @@
 """The render worker: (config, seed, shard) -> one committed shard file. Imports bpy.
 
 A pure function of its task in what it writes: scenes and cameras come from `simgen.scene`,
-Cycles runs with a fixed seed. One process renders many shards, then is recycled by its pool
-(Blender state leaks across scenes). The engine around it (`simgen.runner`: a local process
-pool, Ray tasks or a job array) only decides which shards to give it.
+Cycles runs with a fixed seed. One process renders one shard and is then replaced by its pool
+(simgen.runner.RECYCLE_AFTER_SHARDS says why). The engine around it (`simgen.runner`: a local
+process pool, Ray tasks or a job array) only decides which shards to give it, and commits them.
 """
 
 from __future__ import annotations
@@ -24,6 +24,16 @@ from simgen.scene import instances, sample_camera, sample_scene
 MAX_VIEW_ATTEMPTS = 12
 CHECK_GRID = (24, 18)  # ray-cast probe resolution for rejecting degenerate views before rendering
 
+# A probed view is rejected, and another camera drawn, when:
+MAX_INSIDE_FRACTION = 0.2   # more of its rays hit a back face: the camera is inside an object
+MIN_VALID_FRACTION = 0.15   # less of it has depth within max_depth: mostly sky or void
+MIN_MEDIAN_DEPTH_M = 0.35   # its median depth is nearer: a wall or object fills the view up close
+MIN_DEPTH_SPREAD = 1.06     # its 95th / 5th depth percentile ratio is lower: one flat surface
+
+# ShaderNodeMix has float, vector and colour sockets side by side under the same names; in RGBA
+# mode the colour ones are inputs 6 (A) and 7 (B) and output 2 (Result) (Blender 4.2).
+MIX_RGBA_A, MIX_RGBA_B, MIX_RGBA_RESULT = 6, 7, 2
+
 
 @dataclass
 class ShardTask:
@@ -43,15 +53,15 @@ class ShardTask:
 def view_problem(depth: np.ndarray, max_depth: float, inside_fraction: float = 0.0) -> str | None:
     """Why a view is degenerate (None if it is fine). `depth` in metres, 0 or inf = invalid."""
     valid = np.isfinite(depth) & (depth > 0) & (depth <= max_depth)
-    if inside_fraction > 0.2:
+    if inside_fraction > MAX_INSIDE_FRACTION:
         return "inside_object"
-    if valid.mean() < 0.15:
+    if valid.mean() < MIN_VALID_FRACTION:
         return "mostly_invalid"
     d = depth[valid]
     lo, hi = np.percentile(d, [5, 95])
-    if np.median(d) < 0.35:
+    if np.median(d) < MIN_MEDIAN_DEPTH_M:
         return "too_close"
-    if hi / max(lo, 1e-6) < 1.06:
+    if hi / max(lo, 1e-6) < MIN_DEPTH_SPREAD:
         return "single_depth"
     return None
 
@@ -115,9 +125,9 @@ def _material(bproc, spec: dict[str, Any], name: str):
                 tint = nodes.new("ShaderNodeMix")
                 tint.data_type, tint.blend_type = "RGBA", "MULTIPLY"
                 tint.inputs["Factor"].default_value = 0.35
-                links.new(img.outputs["Color"], tint.inputs[6])
-                tint.inputs[7].default_value = base
-                links.new(tint.outputs[2], bsdf.inputs["Base Color"])
+                links.new(img.outputs["Color"], tint.inputs[MIX_RGBA_A])
+                tint.inputs[MIX_RGBA_B].default_value = base
+                links.new(tint.outputs[MIX_RGBA_RESULT], bsdf.inputs["Base Color"])
             elif kind == "roughness":
                 links.new(img.outputs["Color"], bsdf.inputs["Roughness"])
             elif kind == "metallic":
@@ -134,9 +144,9 @@ def _material(bproc, spec: dict[str, Any], name: str):
         mix = nodes.new("ShaderNodeMix")
         mix.data_type = "RGBA"
         links.new(tex.outputs["Fac"] if "Fac" in tex.outputs else tex.outputs["Distance"], mix.inputs["Factor"])
-        mix.inputs[6].default_value = base
-        mix.inputs[7].default_value = (base[0] * 0.45, base[1] * 0.45, base[2] * 0.45, 1.0)
-        links.new(mix.outputs[2], bsdf.inputs["Base Color"])
+        mix.inputs[MIX_RGBA_A].default_value = base
+        mix.inputs[MIX_RGBA_B].default_value = (base[0] * 0.45, base[1] * 0.45, base[2] * 0.45, 1.0)
+        links.new(mix.outputs[MIX_RGBA_RESULT], bsdf.inputs["Base Color"])
     return mat
 
 
@@ -252,10 +262,55 @@ def _camera_matrix(intr) -> np.ndarray:
     return np.array([[intr.fx, 0, intr.cx], [0, intr.fy, intr.cy], [0, 0, 1.0]])
 
 
-def render_shard(task: ShardTask, on_sample: Callable[[int], None] | None = None) -> dict[str, Any]:
-    """Render samples [task.start, task.stop) and commit them as shard `task.shard_index`.
+def instance_map(index_map: np.ndarray, attributes: list[dict[str, Any]]) -> np.ndarray:
+    """BlenderProc's per-render object indices -> the scene's instance ids (uint16, 0 = none).
+    Objects are named inst-ID by build_scene; anything else (background) maps to 0."""
+    lut = np.zeros(int(index_map.max(initial=0)) + 1, np.uint16)
+    for entry in attributes:
+        name = entry.get("name", "")
+        if name.startswith("inst-") and entry["idx"] < len(lut):
+            lut[entry["idx"]] = int(name[5:])
+    return lut[np.asarray(index_map)]
 
-    Returns {"record": manifest record of the shard, "rejected": {reason: count}}."""
+
+def sample_meta(index: int, config: RenderConfig, scene: dict[str, Any], seed: int, cam: dict[str, Any],
+                scene_instances: list[dict[str, Any]], inst: np.ndarray) -> dict[str, Any]:
+    """The JSON record of one sample (docs/shard-format.md): camera, the instances it shows, scene."""
+    intr = config.resolved_intrinsics()
+    present = set(np.unique(inst).tolist())
+    return {
+        "index": index, "scene_index": scene["scene_index"], "scene_family": scene["family"], "seed": seed,
+        "view": index % config.views_per_scene, "view_attempt": cam["attempt"],
+        "view_forced": bool(cam.get("forced", False)),
+        "intrinsics": {"fx": intr.fx, "fy": intr.fy, "cx": intr.cx, "cy": intr.cy,
+                       "width": intr.width, "height": intr.height},
+        "cam2world": cam["cam2world"], "camera_convention": "blender (x right, y up, looks down -z)",
+        "instances": [r for r in scene_instances if r["id"] in present],
+        "render": config.render_settings(),
+    }
+
+
+def _choose_view(bproc, config: RenderConfig, scene: dict[str, Any], seed: int, index: int, K: np.ndarray,
+                 rejected: dict[str, int]) -> dict[str, Any]:
+    """The first of MAX_VIEW_ATTEMPTS cameras whose probed depth is not degenerate (else the
+    last one, flagged 'forced'); counts the rejections by reason."""
+    intr, max_depth = config.resolved_intrinsics(), config.resolved_max_depth()
+    for attempt in range(MAX_VIEW_ATTEMPTS):
+        cam = sample_camera(config, scene, seed, index, attempt)
+        probe, inside = probe_depth(bproc.bpy, np.asarray(cam["cam2world"]), K, intr.width, intr.height)
+        problem = view_problem(probe, max_depth, inside)
+        if problem is None:
+            return cam
+        rejected[problem] = rejected.get(problem, 0) + 1
+    cam["forced"] = True  # every attempt was degenerate: keep the last, flagged
+    return cam
+
+
+def render_shard(task: ShardTask, on_sample: Callable[[int], None] | None = None) -> dict[str, Any]:
+    """Render samples [task.start, task.stop) and write them as shard file `task.shard_index`.
+
+    Returns the shard's manifest record (simgen.shards.write_shard) plus "rejected" ({reason:
+    count} of degenerate views) and "forced_views"; the runner commits it."""
     config = RenderConfig.from_dict(task.config)
     bproc = import_blenderproc()
     _setup_renderer(bproc, config, task.threads)
@@ -265,10 +320,8 @@ def render_shard(task: ShardTask, on_sample: Callable[[int], None] | None = None
     max_depth = config.resolved_max_depth()
     rejected: dict[str, int] = {}
     samples: list[shards.Sample] = []
-
-    indices = list(range(task.start, task.stop))
     by_scene: dict[int, list[int]] = {}
-    for i in indices:
+    for i in range(task.start, task.stop):
         by_scene.setdefault(i // config.views_per_scene, []).append(i)
 
     for scene_index, sample_indices in by_scene.items():
@@ -277,43 +330,16 @@ def render_shard(task: ShardTask, on_sample: Callable[[int], None] | None = None
         bproc.utility.reset_keyframes()
         bproc.camera.set_intrinsics_from_K_matrix(K, intr.width, intr.height, clip_start=0.05,
                                                   clip_end=max(max_depth * 2, 100.0))
-        cams = []
-        for i in sample_indices:
-            for attempt in range(MAX_VIEW_ATTEMPTS):
-                cam = sample_camera(config, scene, task.seed, i, attempt)
-                m = np.asarray(cam["cam2world"])
-                probe, inside = probe_depth(bproc.bpy, m, K, intr.width, intr.height)
-                problem = view_problem(probe, max_depth, inside)
-                if problem is None:
-                    break
-                rejected[problem] = rejected.get(problem, 0) + 1
-            else:
-                cam["forced"] = True  # every attempt was degenerate: keep the last, flagged
-            cams.append(cam)
-            bproc.camera.add_camera_pose(m)
+        cams = [_choose_view(bproc, config, scene, task.seed, i, K, rejected) for i in sample_indices]
+        for cam in cams:
+            bproc.camera.add_camera_pose(np.asarray(cam["cam2world"]))
         data = bproc.renderer.render(verbose=False)
-        insts = instances(scene)
+        scene_instances = instances(scene)
         for k, i in enumerate(sample_indices):
             depth = np.asarray(data["depth"][k], np.float32)
             depth = np.where(np.isfinite(depth) & (depth <= max_depth), depth, 0.0)
-            idx_map = np.asarray(data["instance_segmaps"][k])
-            lut = np.zeros(int(idx_map.max()) + 1, np.uint16)
-            for entry in data["instance_attribute_maps"][k]:
-                name = entry.get("name", "")
-                if name.startswith("inst-") and entry["idx"] < len(lut):
-                    lut[entry["idx"]] = int(name[5:])
-            inst = lut[idx_map]
-            present = set(np.unique(inst).tolist())
-            meta = {
-                "index": i, "scene_index": scene_index, "scene_family": scene["family"], "seed": task.seed,
-                "view": i % config.views_per_scene, "view_attempt": cams[k]["attempt"],
-                "view_forced": bool(cams[k].get("forced", False)),
-                "intrinsics": {"fx": intr.fx, "fy": intr.fy, "cx": intr.cx, "cy": intr.cy,
-                               "width": intr.width, "height": intr.height},
-                "cam2world": cams[k]["cam2world"], "camera_convention": "blender (x right, y up, looks down -z)",
-                "instances": [r for r in insts if r["id"] in present],
-                "render": config.render_settings(),
-            }
+            inst = instance_map(np.asarray(data["instance_segmaps"][k]), data["instance_attribute_maps"][k])
+            meta = sample_meta(i, config, scene, task.seed, cams[k], scene_instances, inst)
             samples.append(shards.Sample(i, np.asarray(data["colors"][k], np.uint8)[..., :3], depth, inst, meta))
             if on_sample is not None:
                 on_sample(1)

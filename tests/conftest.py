@@ -8,12 +8,17 @@ ROOT = Path(__file__).resolve().parents[1]
 HAVE_BPY = importlib.util.find_spec("bpy") is not None and importlib.util.find_spec("blenderproc") is not None
 
 
+# Tests that train a teacher or render are slow (seconds to a minute each): `pytest -m "not slow"`
+# leaves them out for a quick check while editing; CI runs everything.
+SLOW_FIXTURES = {"teacher_file"}
+
+
 def pytest_collection_modifyitems(config, items):
-    if HAVE_BPY:
-        return
     skip = pytest.mark.skip(reason="needs the render extra (bpy, blenderproc): pip install -e '.[render]'")
     for item in items:
-        if "render" in item.keywords:
+        if "render" in item.keywords or SLOW_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)
+        if "render" in item.keywords and not HAVE_BPY:
             item.add_marker(skip)
 
 
@@ -28,3 +33,38 @@ def synthetic_shards(tmp_path_factory):
     from simgen.synthetic import write_synthetic_dataset
 
     return write_synthetic_dataset(tmp_path_factory.mktemp("synthetic") / "ds")
+
+
+# ------------------------------------------------------------------ distillation on tiny data
+
+# Teacher and student input of the training tests: WIDTHxHEIGHT, as everywhere (SIZE.hw for tensors).
+from simgen.options import Size  # noqa: E402
+
+SIZE = Size(64, 32)
+
+
+@pytest.fixture(scope="session")
+def teacher_file(tmp_path_factory, synthetic_shards):
+    """A tiny teacher fitted (supervised, `distill fit-teacher`) on the synthetic scenes."""
+    from distill.fit_teacher import FitConfig, fit_teacher
+
+    path = tmp_path_factory.mktemp("teacher") / "teacher.ckpt"
+    fit_teacher(FitConfig(data=str(synthetic_shards), out=str(path), arch="resnet18", input_size=SIZE, split=None,
+                          steps=60, batch_size=8, lr=3e-3, workers=0, device="cpu"), show_progress=False)
+    return path
+
+
+@pytest.fixture
+def train_config():
+    """make(shards, teacher, out, **overrides) -> a TrainConfig of a few CPU steps."""
+    from dataclasses import replace
+
+    from distill.train import TrainConfig
+
+    def make(shards, teacher, out, **kw):
+        base = TrainConfig(shards=[str(shards)], out=str(out), teacher={"source": str(teacher), "input_size": SIZE},
+                           student="mobilenetv2", steps=6, batch_size=4, warmup=2, workers=0, log_every=2,
+                           ckpt_every=3, device="cpu")
+        return replace(base, **kw)
+
+    return make

@@ -17,10 +17,14 @@ def run(args, cwd=None):
 @pytest.mark.parametrize("args, message", [
     (["--n", "0"], "--n: must be positive"),
     (["--n", "ten"], "--n: must be a whole number"),
-    (["--n", "4", "--camera", "gopro"], "unknown camera preset 'gopro'"),
-    (["--n", "4", "--scene", "space"], "unknown scene family 'space'"),
+    (["--n", "4", "--camera", "gopro"], "--camera: invalid choice: 'gopro'"),
+    (["--n", "4", "--scene", "space"], "--scene: invalid choice: 'space'"),
+    (["--n", "4", "--resolution", "240x320"], "sizes are WIDTHxHEIGHT; the camera is 640x480, so did you mean 320x240?"),
+    (["--n", "4", "--resolution", "100000x100000"], "each side must be within 8 to 8192 pixels"),
+    (["--n", "4", "--camera", "kitti", "--intrinsics", "500,500,320,240,640,480"], "either --camera or --intrinsics"),
+    (["--n", "4", "--max-depth", "0"], "--max-depth must be positive"),
     (["--n", "4", "--resolution", "big"], "--resolution must look like 320x240"),
-    (["--n", "4", "--profile", "ultra"], "unknown render profile 'ultra'"),
+    (["--n", "4", "--profile", "ultra"], "--profile: invalid choice: 'ultra'"),
     (["--n", "4", "--intrinsics", "1,2,3"], "--intrinsics must be fx,fy,cx,cy,W,H"),
     (["--n", "4", "--shard-range", "5:2"], "needs 0 <= FIRST < END"),
 ])
@@ -74,3 +78,27 @@ def test_inspect_and_preview_of_a_non_dataset(tmp_path):
     assert r.returncode == 2 and "not a simgen dataset" in r.stderr
     r = run(["preview", str(tmp_path), "--out", str(tmp_path / "s.png")])
     assert r.returncode == 2 and "Traceback" not in r.stderr
+
+
+def test_inspect_and_preview_of_a_dataset_written_without_the_renderer(synthetic_shards, tmp_path):
+    """Any valid dataset (here simgen.synthetic's, made by DatasetWriter) can be inspected and previewed."""
+    r = run(["inspect", str(synthetic_shards)])
+    assert r.returncode == 0, r.stderr
+    assert "24 committed of 24 requested, in 3 shards" in r.stdout and "synthetic=True" in r.stdout
+    assert "checksums ok" in r.stdout
+    r = run(["preview", str(synthetic_shards), "--out", str(tmp_path / "s.png"), "--count", "4"])
+    assert r.returncode == 0 and (tmp_path / "s.png").exists(), r.stderr
+
+
+def test_render_flags_build_the_same_config_as_the_api():
+    """The CLI's defaults are RenderConfig's: no flag given = RenderConfig()."""
+    from simgen.cli import build_parser, config_from_args
+    from simgen.config import RenderConfig
+
+    args = build_parser().parse_args(["render", "--n", "4", "--out", "o"])
+    assert config_from_args(args) == RenderConfig()
+    args = build_parser().parse_args(["render", "--n", "4", "--out", "o", "--intrinsics", "500,500,160,120,320,240",
+                                      "--shard-size", "8"])
+    cfg = config_from_args(args)
+    assert cfg.camera == "custom" and cfg.resolution is None and cfg.samples_per_shard == 8
+    assert cfg.resolved_intrinsics().width == 320  # the intrinsics' own size, not the default resolution

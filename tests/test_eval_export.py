@@ -10,8 +10,11 @@ import pytest
 import torch
 from PIL import Image
 
+from conftest import SIZE
+from distill.checkpoint import save_checkpoint
 from distill.evaluate import evaluate_model
 from distill.networks import build_depth_model
+from simgen.options import Size
 
 
 def run(*args):
@@ -50,24 +53,24 @@ def rgbd_folder(tmp_path):
 
 
 def test_metrics_per_scene_and_alignment(rgbd_folder, tmp_path):
-    r = evaluate_model(ConstantDepth(2.0), rgbd_folder, (32, 64), torch.device("cpu"), protocol="none",
+    r = evaluate_model(ConstantDepth(2.0), rgbd_folder, Size(64, 32), torch.device("cpu"), protocol="none",
                        align="none", split="test", grid_path=tmp_path / "grid.png")
     assert r["images"] == 4
     assert r["per_scene"]["kitchen"]["abs_rel"] == pytest.approx(0.0, abs=1e-6)
     assert r["per_scene"]["corridor"]["abs_rel"] == pytest.approx(0.5, abs=1e-6)  # 2 m against 4 m
     assert r["overall"]["abs_rel"] == pytest.approx(0.25, abs=1e-6)
     assert r["per_scene"]["corridor"]["a1"] == 0.0
-    median = evaluate_model(ConstantDepth(2.0), rgbd_folder, (32, 64), torch.device("cpu"), protocol="none",
+    median = evaluate_model(ConstantDepth(2.0), rgbd_folder, Size(64, 32), torch.device("cpu"), protocol="none",
                             align="median", split="test")
     assert median["overall"]["abs_rel"] == pytest.approx(0.0, abs=1e-6)
     assert (tmp_path / "grid.png").exists()
 
 
+@pytest.mark.slow
 def test_eval_export_and_reeval_through_the_cli(rgbd_folder, tmp_path):
     model = build_depth_model("mobilenetv2", 0.1, 10.0)
     ckpt = tmp_path / "student.pt"
-    torch.save({"model_arch": "mobilenetv2", "model": model.state_dict(), "input_size": [32, 64],
-                "model_range": {"min_depth": 0.1, "max_depth": 10.0}}, ckpt)
+    save_checkpoint(ckpt, model, "mobilenetv2", Size(64, 32), 0.1, 10.0)
     r = run("eval", "--model", str(ckpt), "--data", str(rgbd_folder), "--protocol", "nyu", "--align", "median",
             "--out", str(tmp_path / "ev"))
     assert r.returncode == 0, r.stderr
@@ -87,32 +90,78 @@ def test_eval_export_and_reeval_through_the_cli(rgbd_folder, tmp_path):
 
 
 def test_mix_preview_picture(synthetic_shards, tmp_path):
-    r = run("mix-preview", "--shards", str(synthetic_shards), "--out", str(tmp_path / "mix.png"), "--size", "32x64",
+    r = run("mix-preview", "--shards", str(synthetic_shards), "--out", str(tmp_path / "mix.png"), "--size", "64x32",
             "--count", "4")
     assert r.returncode == 0, r.stderr
     assert Image.open(tmp_path / "mix.png").size == (4 * 64, 4 * 32)
 
 
-def test_corrupt_shard_is_named(synthetic_shards, tmp_path):
+def test_corrupt_shard_is_named(synthetic_shards, teacher_file, tmp_path):
     import shutil
     broken = tmp_path / "broken"
     shutil.copytree(synthetic_shards, broken)
     shard = sorted((broken / "shards").glob("*.tar"))[1]
     shard.write_bytes(shard.read_bytes()[:5000])
-    r = run("train", "--shards", str(broken), "--teacher", str(tmp_path / "nope.pt"), "--out", str(tmp_path / "r"))
-    assert r.returncode == 2 and "no such file" in r.stderr  # the teacher is checked first
     from distill.data import ShardStream
     from simgen.shards import ShardError
-    with pytest.raises(ShardError, match=r"shard-000001\.tar.*sample 00000000\d"):
-        list(ShardStream([broken], (32, 64), augment=False, epochs=1))
+    with pytest.raises(ShardError, match=r"shard-000001\.tar near sample 00000000\d: corrupt or truncated"):
+        list(ShardStream([broken], SIZE.hw, augment=False, epochs=1))
+    # through the CLI, with a teacher that loads: the one-line error names the shard
+    r = run("train", "--shards", str(broken), "--teacher", str(teacher_file), "--out", str(tmp_path / "r"),
+            "--steps", "40", "--workers", "0", "--device", "cpu", "--quiet")
+    assert r.returncode == 2 and "shard-000001.tar" in r.stderr and "Traceback" not in r.stderr, r.stderr[-2000:]
+
+
+def test_a_shard_listed_but_missing_is_named_by_the_training_reader(synthetic_shards, tmp_path):
+    import shutil
+    ds = tmp_path / "ds"
+    shutil.copytree(synthetic_shards, ds)
+    (ds / "shards" / "shard-000002.tar").unlink()
+    from distill.data import ShardStream
+    from simgen.shards import ShardError
+    with pytest.raises(ShardError, match=r"shard-000002\.tar: listed in the manifest but missing"):
+        list(ShardStream([ds], SIZE.hw, augment=False, epochs=1))
 
 
 @pytest.mark.parametrize("args, message", [
-    (["train", "--shards", "/nonexistent", "--teacher", "x.pt", "--out", "o"], "no such file"),
+    (["train", "--shards", "/nonexistent", "--teacher", "x.pt", "--out", "o"], "--teacher x.pt: no such file"),
+    (["train", "--teacher", "x.pt", "--out", "o"], "required: --shards"),
+    (["train", "--shards", "s", "--teacher", "t", "--steps", "0"], "--steps must be at least 1"),
+    (["eval", "--model", "m.pt", "--data", ".", "--input-size", "big"], "must be WIDTHxHEIGHT"),
     (["eval", "--model", "/nonexistent.pt", "--data", "."], "--model /nonexistent.pt: no such file"),
     (["fit-teacher", "--data", "/nonexistent", "--out", "t.ckpt"], "expected rgb/ and depth/ folders"),
     (["train", "--shards", "s", "--teacher", "t", "--out", "o", "--mixing", "maybe"], "must be on or off"),
 ])
 def test_bad_input_gives_one_clear_line(tmp_path, args, message):
     r = subprocess.run([sys.executable, "-m", "distill.cli", *args], capture_output=True, text=True, cwd=tmp_path)
-    assert r.returncode == 2 and message in r.stderr and "Traceback" not in r.stderr
+    assert r.returncode == 2 and message in r.stderr and "Traceback" not in r.stderr, r.stderr
+
+
+def test_missing_shards_are_named_once_the_teacher_loads(tmp_path, teacher_file):
+    r = run("train", "--shards", str(tmp_path / "nowhere"), "--teacher", str(teacher_file), "--out", str(tmp_path / "o"))
+    assert r.returncode == 2 and "nowhere: no manifest.json; not a simgen dataset" in r.stderr, r.stderr
+
+
+def test_an_unexpected_error_keeps_its_traceback(tmp_path, monkeypatch):
+    """Only the project's own errors become one line: a bug elsewhere shows where it happened."""
+    import distill.cli as cli
+
+    def broken(args):
+        raise RuntimeError("shape mismatch deep inside torch")
+
+    monkeypatch.setattr(cli, "_export", broken)
+    with pytest.raises(RuntimeError, match="shape mismatch"):
+        cli.main(["export", "--model", "m.pt", "--format", "onnx", "--out", "x.onnx"])
+
+
+def test_a_version_1_checkpoint_still_loads_with_its_size_read_as_height_width(tmp_path):
+    from distill.checkpoint import load_model
+
+    model = build_depth_model("mobilenetv2", 0.1, 10.0)
+    torch.save({"model_arch": "mobilenetv2", "model": model.state_dict(), "input_size": [32, 64],
+                "model_range": {"min_depth": 0.1, "max_depth": 10.0}}, tmp_path / "old.pt")
+    loaded, info = load_model(tmp_path / "old.pt")
+    assert info.input_size == Size(64, 32) and info.arch == "mobilenetv2"
+    x = torch.rand(1, 3, 32, 64)
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(x), model.eval()(x))

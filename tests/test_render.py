@@ -12,7 +12,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from simgen.shards import Dataset, sha256_file
+from simgen.shards import DatasetReader, sha256_file
+from simgen.worker import MIN_DEPTH_SPREAD, MIN_VALID_FRACTION
 from test_assets import CUBE_OBJ, write_library
 
 pytestmark = pytest.mark.render
@@ -39,14 +40,14 @@ def test_each_family_renders_valid_samples(tmp_path, indoor, family):
     out = indoor if family == "indoor" else tmp_path / "outdoor"
     if family == "outdoor":
         render(out, 4, "--scene", "outdoor", "--seed", "5")
-    ds = Dataset(out)
+    ds = DatasetReader(out)
     assert len(ds) == 4 and len(ds.shards) == 2
     for s in ds.iter_samples():
         assert s.rgb.shape == (48, 64, 3) and s.depth.shape == (48, 64) and s.inst.shape == (48, 64)
         assert s.rgb.std() > 3, "an image, not a flat colour"
         valid = s.depth > 0
-        assert valid.mean() > 0.15
-        assert s.depth[valid].max() / s.depth[valid].min() > 1.06
+        assert valid.mean() > MIN_VALID_FRACTION
+        assert s.depth[valid].max() / s.depth[valid].min() > MIN_DEPTH_SPREAD
         ids = set(np.unique(s.inst).tolist()) - {0}
         assert ids and ids == {i["id"] for i in s.meta["instances"]}
         assert s.meta["scene_family"] == family and s.meta["intrinsics"]["width"] == 64
@@ -59,7 +60,7 @@ def test_each_family_renders_valid_samples(tmp_path, indoor, family):
 def test_same_config_and_seed_reproduce_the_same_data(tmp_path, indoor):
     again = tmp_path / "again"
     render(again, 4, "--scene", "indoor", "--seed", "5")
-    a, b = Dataset(indoor), Dataset(again)
+    a, b = DatasetReader(indoor), DatasetReader(again)
     for sa, sb in zip(a.iter_samples(), b.iter_samples()):
         np.testing.assert_array_equal(sa.depth, sb.depth)
         np.testing.assert_array_equal(sa.inst, sb.inst)
@@ -93,14 +94,14 @@ def test_kill_in_the_middle_then_resume_loses_and_duplicates_nothing(tmp_path):
     committed = json.loads((out / "manifest.json").read_text())["shards"]
     assert 1 <= len(committed) < 3
     render(out, 6)
-    ds = Dataset(out)
+    ds = DatasetReader(out)
     assert [s.index for s in ds.iter_samples()] == list(range(6))
     assert all(ds.verify(r) is None for r in ds.shards)
     assert not list((out / "shards").glob("*.tmp-*"))
     # extending: a larger --n adds shards, the committed ones stay byte for byte
     before = {r["name"]: sha256_file(ds.shard_path(r)) for r in ds.shards}
     render(out, 8)
-    ds = Dataset(out)
+    ds = DatasetReader(out)
     assert len(ds) == 8 and all(sha256_file(ds.shard_path(r)) == before[r["name"]] for r in ds.shards if r["name"] in before)
 
 
@@ -123,7 +124,7 @@ def test_user_library_replaces_the_builtin_one(tmp_path):
         textures=[{"name": "red", "file": "red.png"}])
     out = tmp_path / "custom"
     render(out, 2, "--assets", str(lib), "--no-builtin-assets")
-    assets = {i["asset"] for s in Dataset(out).iter_samples() for i in s.meta["instances"] if i["thing"]}
+    assets = {i["asset"] for s in DatasetReader(out).iter_samples() for i in s.meta["instances"] if i["thing"]}
     assert assets and assets <= {"crate_floor", "crate_wall", "crate_surface"}
 
 
@@ -131,7 +132,7 @@ def test_user_library_replaces_the_builtin_one(tmp_path):
 def test_ray_executor_fills_the_same_layout(tmp_path, indoor):
     out = tmp_path / "ray"
     render(out, 4, "--scene", "indoor", "--seed", "5", "--executor", "ray", "--threads", "1")
-    a, b = Dataset(indoor), Dataset(out)
+    a, b = DatasetReader(indoor), DatasetReader(out)
     assert [r["sha256"] for r in a.shards] == [r["sha256"] for r in b.shards]
 
 
@@ -139,7 +140,7 @@ def test_the_readme_main_job_runs_end_to_end(tmp_path):
     """scripts/demo.py (the README's first command) at toy size: render, teacher, distill, eval, report."""
     out = tmp_path / "demo"
     r = subprocess.run([sys.executable, "scripts/demo.py", "--out", str(out), "--steps", "2", "--teacher-steps", "2",
-                        "--size", "32x64", "--resolution", "64x48", "--n-target", "8", "--n-sim", "8", "--n-test", "4",
+                        "--size", "64x32", "--resolution", "64x48", "--n-target", "8", "--n-sim", "8", "--n-test", "4",
                         "--quiet"], capture_output=True, text=True, timeout=900,
                        cwd=Path(__file__).resolve().parents[1])
     assert r.returncode == 0, r.stderr[-3000:]

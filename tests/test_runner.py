@@ -6,7 +6,7 @@ import pytest
 
 from simgen import shards
 from simgen.config import RenderConfig
-from simgen.runner import DatasetError, _adopt_or_clean, commit_shard, iter_shard_ranges, open_dataset_for_render, plan
+from simgen.runner import DatasetError, _adopt_or_clean, iter_shard_ranges, open_dataset_for_render, plan
 from test_shards import make_sample
 
 
@@ -55,7 +55,7 @@ def test_resume_skips_committed_shards_and_extension_regrows_the_last_one(tmp_pa
     out = tmp_path / "ds"
     m = open_dataset_for_render(out, RenderConfig(samples_per_shard=4), seed=0, n=6)
     for k, a, b in plan(m, 6):
-        commit_shard(out, shards.write_shard(out / "shards" / shards.shard_name(k),
+        shards.commit_shard(out, shards.write_shard(out / "shards" / shards.shard_name(k),
                                              [make_sample(i) for i in range(a, b)], 1000.0))
     m = open_dataset_for_render(out, RenderConfig(samples_per_shard=4), seed=0, n=6)
     assert plan(m, 6) == []

@@ -11,7 +11,7 @@ from distill import runtime
 from distill.layers import BNStatsHook, bn_layers
 from distill.teacher import TeacherSpec, load_teacher
 from distill.train import Distiller, make_loader, train
-from test_train import SIZE, config, teacher_file  # noqa: F401  (module fixture reused)
+from conftest import SIZE
 
 
 @pytest.mark.parametrize("flags, expected", [
@@ -39,7 +39,7 @@ def test_bn_loss_under_bf16_autocast_equals_fp32(teacher_file):
     the loss T learns from stays the fp32 loss (measured: 6e-4 relative per layer, 2e-5 in total)."""
     teacher = load_teacher(TeacherSpec(str(teacher_file), input_size=SIZE))
     hooks = [BNStatsHook(m) for m in bn_layers(teacher.model)]
-    x = torch.rand(8, 3, *SIZE, generator=torch.Generator().manual_seed(0))
+    x = torch.rand(8, 3, *SIZE.hw, generator=torch.Generator().manual_seed(0))
 
     def bn_loss(bf16: bool) -> torch.Tensor:
         with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
@@ -57,11 +57,11 @@ def _params(path):
                       if v.is_floating_point()])
 
 
-def test_bf16_training_stays_close_to_fp32(tmp_path, synthetic_shards, teacher_file):
+def test_bf16_training_stays_close_to_fp32(tmp_path, synthetic_shards, teacher_file, train_config):
     """Same seed, 6 steps of the full method: the bf16 run's student differs from the fp32 run's by
     a small fraction of how far training moved it (measured 0.22; another seed ends 2.8 away)."""
-    init = _params_of_untrained(tmp_path, synthetic_shards, teacher_file)
-    runs = {p: config(synthetic_shards, teacher_file, tmp_path / p, precision=p, steps=6) for p in ("fp32", "bf16")}
+    init = _params_of_untrained(tmp_path, synthetic_shards, teacher_file, train_config)
+    runs = {p: train_config(synthetic_shards, teacher_file, tmp_path / p, precision=p, steps=6) for p in ("fp32", "bf16")}
     for cfg in runs.values():
         train(cfg, show_progress=False)
     fp32, bf16 = _params(tmp_path / "fp32" / "student.pt"), _params(tmp_path / "bf16" / "student.pt")
@@ -70,17 +70,17 @@ def test_bf16_training_stays_close_to_fp32(tmp_path, synthetic_shards, teacher_f
     assert (bf16 - fp32).norm() < 0.5 * moved, ((bf16 - fp32).norm() / moved).item()
 
 
-def _params_of_untrained(tmp_path, shards, teacher):
-    d = Distiller(config(shards, teacher, tmp_path / "init"))
+def _params_of_untrained(tmp_path, shards, teacher, train_config):
+    d = Distiller(train_config(shards, teacher, tmp_path / "init"))
     return torch.cat([v.flatten().float() for v in d.student.state_dict().values() if v.is_floating_point()])
 
 
 @pytest.mark.parametrize("refresh, teacher_passes", [(False, 1), (True, 2)])
-def test_one_teacher_pass_per_step_unless_refreshed(tmp_path, synthetic_shards, teacher_file, refresh, teacher_passes):
-    d = Distiller(config(synthetic_shards, teacher_file, tmp_path / "run", refresh_kd_target=refresh, mixing=False))
+def test_one_teacher_pass_per_step_unless_refreshed(tmp_path, synthetic_shards, teacher_file, refresh, teacher_passes, train_config):
+    d = Distiller(train_config(synthetic_shards, teacher_file, tmp_path / "run", refresh_kd_target=refresh, mixing=False))
     calls = []
     d.teacher.model.register_forward_hook(lambda *_: calls.append(1))
-    batch = next(iter(make_loader(replace(d.cfg, workers=0), SIZE)))
+    batch = next(iter(make_loader(replace(d.cfg, workers=0), SIZE.hw)))
     before = {k: v.clone() for k, v in d.transform.state_dict().items()}
     d.train_step(batch)
     assert len(calls) == teacher_passes
@@ -90,11 +90,11 @@ def test_one_teacher_pass_per_step_unless_refreshed(tmp_path, synthetic_shards, 
         with torch.no_grad():
             d.transform.load_state_dict(before)
             pre_update = d.transform(batch["rgb"]).clamp(0, 1)
-        torch.testing.assert_close(d._last["transformed"], pre_update[:4])
+        torch.testing.assert_close(d.last_images["transformed"], pre_update[:4])
 
 
-def test_checkpoints_are_fp32_and_plain_layout(tmp_path, synthetic_shards, teacher_file):
-    cfg = config(synthetic_shards, teacher_file, tmp_path / "run", steps=2, precision="bf16", channels_last=True)
+def test_checkpoints_are_fp32_and_plain_layout(tmp_path, synthetic_shards, teacher_file, train_config):
+    cfg = train_config(synthetic_shards, teacher_file, tmp_path / "run", steps=2, precision="bf16", channels_last=True)
     train(cfg, show_progress=False)
     ckpt = torch.load(tmp_path / "run" / "student.pt", weights_only=False)
     for state in (ckpt["model"], ckpt["transform"]):
@@ -102,18 +102,19 @@ def test_checkpoints_are_fp32_and_plain_layout(tmp_path, synthetic_shards, teach
             assert v.is_contiguous() and v.dtype in (torch.float32, torch.int64), (k, v.dtype, v.stride())
 
 
-def test_resume_with_another_precision_is_allowed(tmp_path, synthetic_shards, teacher_file):
+def test_resume_with_another_precision_is_allowed(tmp_path, synthetic_shards, teacher_file, train_config):
     """Precision and layout say how a run computes, not what it learns: a run started on a bf16
     machine may continue on an fp32 one."""
-    cfg = config(synthetic_shards, teacher_file, tmp_path / "run", steps=2, precision="bf16")
+    cfg = train_config(synthetic_shards, teacher_file, tmp_path / "run", steps=2, precision="bf16")
     train(cfg, show_progress=False)
     summary = train(replace(cfg, steps=3, precision="fp32", channels_last=False, resume=True), show_progress=False)
     assert summary["steps"] == 3
+    assert (tmp_path / "run" / "student-step2.pt").exists()  # the finished 2-step student is kept
 
 
 def test_cli_prints_the_precision_choice(tmp_path, synthetic_shards, teacher_file):
     r = subprocess.run([sys.executable, "-m", "distill.cli", "train", "--shards", str(synthetic_shards),
-                        "--teacher", str(teacher_file), "--teacher-input-size", f"{SIZE[0]}x{SIZE[1]}",
+                        "--teacher", str(teacher_file), "--teacher-input-size", str(SIZE),
                         "--out", str(tmp_path / "run"), "--steps", "1", "--batch-size", "2", "--workers", "0",
                         "--device", "cpu", "--quiet", "--precision", "auto", "--channels-last", "off"],
                        capture_output=True, text=True, timeout=300)

@@ -1,6 +1,7 @@
 """Distillation end to end on tiny synthetic shards with a tiny teacher (CPU, seconds)."""
 
 import json
+from dataclasses import asdict
 import os
 import subprocess
 import sys
@@ -12,26 +13,9 @@ import torch
 from distill.networks import build_depth_model
 from distill.teacher import TeacherError, TeacherSpec, load_teacher
 from distill.train import Distiller, TrainConfig, make_loader, train
+from simgen.options import ConfigError
 
-SIZE = (32, 64)
-
-
-@pytest.fixture(scope="module")
-def teacher_file(tmp_path_factory, synthetic_shards):
-    """A tiny teacher fitted (supervised, `distill fit-teacher`) on the synthetic scenes."""
-    from distill.fit_teacher import FitConfig, fit_teacher
-
-    path = tmp_path_factory.mktemp("teacher") / "teacher.ckpt"
-    fit_teacher(FitConfig(data=str(synthetic_shards), out=str(path), arch="resnet18", input_size=SIZE, split=None,
-                          steps=60, batch_size=8, lr=3e-3, workers=0, device="cpu"), show_progress=False)
-    return path
-
-
-def config(shards, teacher, out, **kw):
-    base = TrainConfig(shards=[str(shards)], out=str(out), teacher={"source": str(teacher), "input_size": SIZE},
-                       student="mobilenetv2", steps=6, batch_size=4, warmup=2, workers=0, log_every=2,
-                       ckpt_every=3, device="cpu")
-    return replace(base, **kw)
+from conftest import SIZE
 
 
 def student_error(student, teacher, images):
@@ -40,8 +24,8 @@ def student_error(student, teacher, images):
         return ((student(images) - t).abs() / t).mean().item()
 
 
-def test_student_learns_the_teacher(tmp_path, synthetic_shards, teacher_file):
-    cfg = config(synthetic_shards, teacher_file, tmp_path / "run", steps=80, lr=3e-3, transform=True, mixing=True)
+def test_student_learns_the_teacher(tmp_path, synthetic_shards, teacher_file, train_config):
+    cfg = train_config(synthetic_shards, teacher_file, tmp_path / "run", steps=80, lr=3e-3, transform=True, mixing=True)
     summary = train(cfg, show_progress=False)
     assert summary["steps"] == 80
     ckpt = torch.load(tmp_path / "run" / "student.pt", weights_only=False)
@@ -49,7 +33,7 @@ def test_student_learns_the_teacher(tmp_path, synthetic_shards, teacher_file):
     untrained_err = None
     teacher = load_teacher(TeacherSpec(str(teacher_file), input_size=SIZE))
     from distill.data import ShardStream
-    images = torch.stack([it["rgb"] for _, it in zip(range(8), ShardStream([synthetic_shards], SIZE, seed=5, augment=False))])
+    images = torch.stack([it["rgb"] for _, it in zip(range(8), ShardStream([synthetic_shards], SIZE.hw, seed=5, augment=False))])
     student.eval()
     untrained_err = student_error(student, teacher, images)
     student.load_state_dict(ckpt["model"])
@@ -61,11 +45,11 @@ def test_student_learns_the_teacher(tmp_path, synthetic_shards, teacher_file):
 
 
 @pytest.mark.parametrize("precision", ["fp32", "bf16"])
-def test_resume_continues_exactly(tmp_path, synthetic_shards, teacher_file, monkeypatch, precision):
-    straight = config(synthetic_shards, teacher_file, tmp_path / "a", steps=6, precision=precision)
+def test_resume_continues_exactly(tmp_path, synthetic_shards, teacher_file, monkeypatch, precision, train_config):
+    straight = train_config(synthetic_shards, teacher_file, tmp_path / "a", steps=6, precision=precision)
     train(straight, show_progress=False)
     # the same run interrupted (Ctrl-C) during step 5, after the checkpoint of step 3
-    interrupted = config(synthetic_shards, teacher_file, tmp_path / "b", steps=6, precision=precision)
+    interrupted = train_config(synthetic_shards, teacher_file, tmp_path / "b", steps=6, precision=precision)
     real_step = Distiller.train_step
 
     def step_or_interrupt(self, batch):
@@ -88,23 +72,63 @@ def test_resume_continues_exactly(tmp_path, synthetic_shards, teacher_file, monk
         torch.testing.assert_close(a["transform"][k], b["transform"][k], rtol=1e-4, atol=1e-5)
 
 
-def test_a_finished_run_is_never_overwritten_and_resume_checks_the_config(tmp_path, synthetic_shards, teacher_file):
-    cfg = config(synthetic_shards, teacher_file, tmp_path / "run", steps=2)
+def test_a_finished_run_is_never_overwritten_and_resume_checks_the_config(tmp_path, synthetic_shards, teacher_file, train_config):
+    cfg = train_config(synthetic_shards, teacher_file, tmp_path / "run", steps=2)
     train(cfg, show_progress=False)
+    student = (tmp_path / "run" / "student.pt").read_bytes()
+    assert train(cfg, show_progress=False)["already_finished"]  # the same run again: nothing to do
+    with pytest.raises(FileExistsError, match=r"finished run with another config \(differs in: lr\)"):
+        train(replace(cfg, lr=0.5), show_progress=False)
+    assert (tmp_path / "run" / "student.pt").read_bytes() == student
+    # an unfinished run (killed before its end): only --resume continues it, and only with its config
+    (tmp_path / "run" / "student.pt").rename(tmp_path / "student-kept.pt")
     before = (tmp_path / "run" / "checkpoint.pt").read_bytes()
     with pytest.raises(FileExistsError, match="pass --resume"):
         train(cfg, show_progress=False)
-    with pytest.raises(ValueError, match="differs in: lr"):
+    with pytest.raises(ConfigError, match="differs in: lr"):
         train(replace(cfg, lr=0.5, resume=True, steps=4), show_progress=False)
     assert (tmp_path / "run" / "checkpoint.pt").read_bytes() == before
 
 
-def test_transform_moves_images_toward_the_teachers_bn_statistics(tmp_path, synthetic_shards, teacher_file):
+def test_out_directories_that_are_not_runs_are_refused(tmp_path, synthetic_shards, teacher_file, train_config, monkeypatch):
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("keep")
+    with pytest.raises(FileExistsError, match=r"holds other files \(notes.txt\)"):
+        train(train_config(synthetic_shards, teacher_file, tmp_path / "mine"), show_progress=False)
+    with pytest.raises(FileExistsError, match="holds other files"):  # a simgen dataset is not a run directory
+        train(train_config(synthetic_shards, teacher_file, synthetic_shards), show_progress=False)
+    monkeypatch.chdir(tmp_path / "mine")
+    with pytest.raises(ConfigError, match="must name a run directory"):
+        train(train_config(synthetic_shards, teacher_file, ""), show_progress=False)
+    assert sorted(p.name for p in (tmp_path / "mine").iterdir()) == ["notes.txt"]
+
+
+def test_cli_and_api_build_the_same_config_and_a_config_file_reproduces_a_run(tmp_path):
+    from distill.cli import build_parser, train_config_from_args
+
+    def parse(*argv):
+        return train_config_from_args(build_parser().parse_args(["train", *argv]))
+
+    cli = parse("--shards", "s", "--teacher", "t.ckpt", "--out", str(tmp_path / "r"))
+    api = TrainConfig(shards=["s"], teacher={"source": "t.ckpt"}, out=str(tmp_path / "r"))
+    assert cli == api  # same defaults, teacher normalisation included
+    tuned = parse("--shards", "s", "--teacher", "t.ckpt", "--out", str(tmp_path / "r"), "--warmup", "7", "--w-grad", "0.5",
+                  "--clip", "2", "--mix-prob", "0.3", "--min-depth", "0.2", "--w-normal", "0", "--mixing", "off")
+    assert (tuned.warmup, tuned.w_grad, tuned.clip, tuned.mix["prob"], tuned.min_depth, tuned.w_normal, tuned.mixing) == \
+        (7, 0.5, 2.0, 0.3, 0.2, 0.0, False)
+    saved = tmp_path / "config.json"
+    saved.write_text(json.dumps(asdict(tuned)))
+    again = parse("--config", str(saved), "--out", str(tmp_path / "r2"))
+    assert again == replace(tuned, out=str(tmp_path / "r2"))
+    assert parse("--config", str(saved), "--seed", "3").seed == 3
+
+
+def test_transform_moves_images_toward_the_teachers_bn_statistics(tmp_path, synthetic_shards, teacher_file, train_config):
     """Dark, low-contrast images are far from what the teacher's BN layers saw; T's steps must
     bring the BN loss of a held-out batch of such images down."""
-    d = Distiller(config(synthetic_shards, teacher_file, tmp_path / "run", mixing=False, lr_transform=3e-3,
+    d = Distiller(train_config(synthetic_shards, teacher_file, tmp_path / "run", mixing=False, lr_transform=3e-3,
                          warmup=1, steps=40, bn_loss="normalized"))
-    images = next(iter(make_loader(replace(d.cfg, batch_size=16, workers=0), SIZE)))
+    images = next(iter(make_loader(replace(d.cfg, batch_size=16, workers=0), SIZE.hw)))
     dark = dict(images, rgb=0.1 + 0.3 * images["rgb"])
 
     def held_out_bn() -> float:
@@ -120,12 +144,12 @@ def test_transform_moves_images_toward_the_teachers_bn_statistics(tmp_path, synt
     assert held_out_bn() < 0.6 * before
 
 
-def test_bad_bn_loss_name_is_refused(tmp_path, synthetic_shards, teacher_file):
+def test_bad_bn_loss_name_is_refused(tmp_path, synthetic_shards, teacher_file, train_config):
     with pytest.raises(ValueError, match="bn_loss 'mean'"):
-        Distiller(config(synthetic_shards, teacher_file, tmp_path / "run", bn_loss="mean"))
+        Distiller(train_config(synthetic_shards, teacher_file, tmp_path / "run", bn_loss="mean"))
 
 
-def test_teacher_without_batchnorm(tmp_path, synthetic_shards):
+def test_teacher_without_batchnorm(tmp_path, synthetic_shards, train_config):
     class NoBN(torch.nn.Module):
         def __init__(self):
             super().__init__()
@@ -136,7 +160,7 @@ def test_teacher_without_batchnorm(tmp_path, synthetic_shards):
 
     scripted = torch.jit.script(NoBN())
     scripted.save(str(tmp_path / "nobn.pt"))
-    cfg = config(synthetic_shards, tmp_path / "nobn.pt", tmp_path / "run", steps=2)
+    cfg = train_config(synthetic_shards, tmp_path / "nobn.pt", tmp_path / "run", steps=2)
     with pytest.raises(TeacherError, match="no BatchNorm layers.*--transform off"):
         Distiller(cfg)
     assert train(replace(cfg, transform=False), show_progress=False)["steps"] == 2  # plain KD still works
@@ -173,9 +197,10 @@ def test_factory_teacher_with_weights(tmp_path, monkeypatch):
 
 def test_ddp_two_processes_gloo(tmp_path, synthetic_shards, teacher_file):
     env = dict(os.environ, OMP_NUM_THREADS="1")
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29517",
+    # --standalone: torchrun picks a free port (a fixed one collides with another run on the machine)
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
            "-m", "distill.cli", "train", "--shards", str(synthetic_shards), "--teacher", str(teacher_file),
-           "--teacher-input-size", f"{SIZE[0]}x{SIZE[1]}", "--out", str(tmp_path / "ddp"), "--steps", "3",
+           "--teacher-input-size", str(SIZE), "--out", str(tmp_path / "ddp"), "--steps", "3",
            "--batch-size", "2", "--workers", "0", "--device", "cpu", "--quiet", "--log-every", "1"]
     r = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
     assert r.returncode == 0, r.stderr[-3000:]
@@ -189,7 +214,7 @@ def test_more_dataloader_workers_than_shards(tmp_path):
     from distill.data import ShardStream
     from simgen.synthetic import write_synthetic_dataset
 
-    ds = write_synthetic_dataset(tmp_path / "one", n=4, per_shard=4)
-    loader = DataLoader(ShardStream([ds], SIZE, buffer=2), batch_size=2, num_workers=2)
+    ds = write_synthetic_dataset(tmp_path / "one", n=4, samples_per_shard=4)
+    loader = DataLoader(ShardStream([ds], SIZE.hw, buffer=2), batch_size=2, num_workers=2)
     batches = iter(loader)
     assert [next(batches)["rgb"].shape[0] for _ in range(5)] == [2] * 5  # the stream repeats epochs

@@ -10,6 +10,7 @@ from torch import nn
 from distill.networks.decoder import DepthNet
 from distill.networks.mobilenetv2 import MobileNetV2Encoder
 from distill.networks.resnet import ResNetEncoder
+from simgen.options import ConfigError
 
 ENCODERS: dict[str, Callable[[], nn.Module]] = {
     "mobilenetv2": MobileNetV2Encoder,
@@ -24,14 +25,14 @@ def build_depth_model(arch: str, min_depth: float = 0.1, max_depth: float = 10.0
     """A depth model by encoder name. `imagenet_weights`: a torchvision state dict file for the
     encoder (e.g. mobilenet_v2-b0353104.pth), loaded when a user has one; nothing is downloaded."""
     if arch not in ENCODERS:
-        raise ValueError(f"unknown architecture {arch!r}; choose one of {', '.join(ARCHITECTURES)}")
+        raise ConfigError(f"unknown architecture {arch!r}; choose one of {', '.join(ARCHITECTURES)}")
     encoder = ENCODERS[arch]()
     if imagenet_weights:
         state = torch.load(imagenet_weights, map_location="cpu", weights_only=True)
         missing, unexpected = encoder.load_state_dict(state, strict=False)
         unexpected = [k for k in unexpected if not k.startswith(("classifier.", "fc."))]
         if missing or unexpected:
-            raise ValueError(f"{imagenet_weights}: not a torchvision {arch} state dict "
+            raise ConfigError(f"{imagenet_weights}: not a torchvision {arch} state dict "
                              f"(missing {missing[:3]}, unexpected {unexpected[:3]})")
     return DepthNet(encoder, min_depth, max_depth)
 

@@ -1,0 +1,125 @@
+"""Model checkpoints: the one place that writes and reads them.
+
+A checkpoint is a torch.save'd dict:
+
+    version      CHECKPOINT_VERSION (absent in version-1 files, which still load)
+    model_arch   a name of distill.networks.ARCHITECTURES
+    model        the state dict (plain, contiguous layout)
+    model_range  {"min_depth": m, "max_depth": m}: the output range the model was built with
+    input_size   [width, height] it was trained at (version 1 stored [height, width])
+    ...          whatever the writer adds: the run's config, optimiser and RNG states for --resume
+
+`distill fit-teacher` and `distill train` write them; `distill eval`, `export`, `train --teacher`
+read them. Exported TorchScript models (`distill export`) carry the same size in a JSON beside them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from distill.runtime import contiguous_state
+from simgen.options import Size, as_size
+
+CHECKPOINT_VERSION = 2
+
+
+class CheckpointError(Exception):
+    """A file that is not a readable checkpoint of this project; the message says what it is."""
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """What a checkpoint says about its model."""
+
+    arch: str | None                 # None for an exported TorchScript model
+    input_size: Size | None
+    min_depth: float = 0.1
+    max_depth: float = 10.0
+
+
+def save_checkpoint(path: str | Path, model: torch.nn.Module, arch: str, input_size: Size, min_depth: float,
+                    max_depth: float, **extra: Any) -> None:
+    """Write atomically (a temporary file renamed when complete): a crash never leaves half a file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    state = {"version": CHECKPOINT_VERSION, "model_arch": arch, "model": contiguous_state(model.state_dict()),
+             "model_range": {"min_depth": float(min_depth), "max_depth": float(max_depth)},
+             "input_size": list(as_size(input_size)), **extra}
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(state, tmp)
+    os.replace(tmp, path)
+
+
+def read_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """The checkpoint dict, upgraded to the current version; a clear error for anything else."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: no such file")
+    try:
+        ckpt = torch.load(str(path), map_location=map_location, weights_only=False)
+    except Exception as e:
+        raise CheckpointError(f"{path}: not a checkpoint ({type(e).__name__}: {e})") from None
+    if not isinstance(ckpt, dict) or "model_arch" not in ckpt:
+        raise CheckpointError(f"{path}: not a checkpoint of this project (no model_arch; a plain state dict?)")
+    version = ckpt.get("version", 1)
+    if version > CHECKPOINT_VERSION:
+        raise CheckpointError(f"{path}: checkpoint version {version}; this distill reads up to {CHECKPOINT_VERSION}")
+    if version == 1:  # version 1 stored sizes as [height, width]
+        _flip_size(ckpt)
+        _flip_size(ckpt.get("teacher_spec"))
+        _flip_size(ckpt.get("fit_config"))
+        _flip_size((ckpt.get("config") or {}).get("teacher"))
+    ckpt["version"] = CHECKPOINT_VERSION
+    return ckpt
+
+
+def _flip_size(d: dict[str, Any] | None) -> None:
+    if d and d.get("input_size"):
+        d["input_size"] = [d["input_size"][1], d["input_size"][0]]
+
+
+def model_info(ckpt: dict[str, Any]) -> ModelInfo:
+    size = as_size(ckpt["input_size"]) if ckpt.get("input_size") else None
+    return ModelInfo(ckpt["model_arch"], size, **ckpt.get("model_range", {}))
+
+
+def build_model(ckpt: dict[str, Any]) -> torch.nn.Module:
+    """The checkpoint's network with its weights, in eval mode."""
+    from distill.networks import build_depth_model
+
+    info = model_info(ckpt)
+    model = build_depth_model(info.arch, info.min_depth, info.max_depth)
+    model.load_state_dict(ckpt["model"])
+    return model.eval()
+
+
+def is_torchscript(path: str | Path) -> bool:
+    """TorchScript archives are zip files holding a constants.pkl (torch.save files do not)."""
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(path) as z:
+            return any(name.endswith("/constants.pkl") for name in z.namelist())
+    except (zipfile.BadZipFile, OSError):
+        return False
+
+
+def load_model(path: str | Path, device: str | torch.device = "cpu") -> tuple[torch.nn.Module, ModelInfo]:
+    """A checkpoint of this project or a model exported by `distill export --format torchscript`:
+    the model (image in [0, 1] -> metric depth, eval mode) and what is known about it."""
+    path = Path(path)
+    if is_torchscript(path):
+        meta = path.with_suffix(".json")
+        size = None
+        if meta.exists():
+            spec = json.loads(meta.read_text())
+            size = as_size(spec["input_size"]) if spec.get("version") else Size(*spec["input_size"][::-1])
+        return torch.jit.load(str(path), map_location=device).eval(), ModelInfo(None, size)
+    ckpt = read_checkpoint(path, map_location="cpu")
+    return build_model(ckpt).to(device), model_info(ckpt)
