@@ -51,9 +51,15 @@ def save_checkpoint(path: str | Path, model: torch.nn.Module, arch: str, input_s
     state = {"version": CHECKPOINT_VERSION, "model_arch": arch, "model": contiguous_state(model.state_dict()),
              "model_range": {"min_depth": float(min_depth), "max_depth": float(max_depth)},
              "input_size": list(as_size(input_size)), **extra}
+    if path.is_dir():
+        raise CheckpointError(f"{path} is a directory; give the checkpoint's file name")
     tmp = path.with_name(path.name + ".tmp")
-    torch.save(state, tmp)
-    os.replace(tmp, path)
+    try:
+        torch.save(state, tmp)
+        os.replace(tmp, path)
+    except (OSError, RuntimeError) as e:  # torch reports a full disk or a missing folder as RuntimeError
+        tmp.unlink(missing_ok=True)
+        raise CheckpointError(f"{path}: cannot write the checkpoint ({str(e).splitlines()[0]})") from None
 
 
 def read_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:

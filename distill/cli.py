@@ -19,7 +19,8 @@ from dataclasses import asdict
 from pathlib import Path
 
 from distill import __version__
-from simgen.options import ConfigError, Size, add_options, given, parse_size, read_config_file, swapped_hint
+from simgen.options import (ConfigError, Size, add_options, given, parse_size, png_path, positive_int,
+                            read_config_file, swapped_hint)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -61,8 +62,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     m = sub.add_parser("mix-preview", help="picture of object-wise mixed samples")
     m.add_argument("--shards", action="append", required=True, help="simgen dataset directory (repeatable)")
-    m.add_argument("--out", required=True, help="PNG file to write")
-    m.add_argument("--count", type=int, default=8, help="samples (default 8)")
+    m.add_argument("--out", required=True, type=png_path, help="PNG file to write")
+    m.add_argument("--count", type=positive_int, default=8, help="samples (default 8)")
     m.add_argument("--size", type=parse_size, default=Size(320, 224), help="WIDTHxHEIGHT of the crops (default 320x224)")
     m.add_argument("--seed", type=int, default=0, help="seed (default 0)")
     add_options(m, MixConfig, prefix="mix-", skip=("prob",))
@@ -150,6 +151,8 @@ def _eval(a: argparse.Namespace) -> int:
         raise ConfigError(f"--input-size {cfg.input_size}: the model was trained at {info.input_size}"
                           + swapped_hint(cfg.input_size, info.input_size))
     out = Path(cfg.out)
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--out {out} is a file; give a folder for metrics.json and grid.png")
     out.mkdir(parents=True, exist_ok=True)
     result = evaluate_model(model, cfg.data, size, device, cfg.protocol, cfg.align, cfg.depth_scale, cfg.split,
                             grid_path=out / "grid.png", precision=cfg.precision)
@@ -164,8 +167,11 @@ def _export(a: argparse.Namespace) -> int:
     from distill.export import export_model
 
     model, info = _load_model_flag(a.model)
-    if info.input_size is None:
-        raise ConfigError(f"{a.model}: input size unknown (not a checkpoint of this project?)")
+    if info.arch is None:
+        raise ConfigError(f"--model {a.model} is already an exported TorchScript model; export from the checkpoint "
+                          "it came from (e.g. runs/s1/student.pt)")
+    if Path(a.out).is_dir():
+        raise ConfigError(f"--out {a.out} is a directory; give the file to write (e.g. {Path(a.out) / 'student.onnx'})")
     spec = export_model(model, info.input_size, a.out, a.format)
     w, h = info.input_size
     print(f"distill: wrote {a.out} ({a.format}); input float32 Bx3x{h}x{w} RGB in [0,1], output depth "

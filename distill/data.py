@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import math
 import random
+import sys
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -90,12 +91,13 @@ class ShardStream(IterableDataset):
     epochs forever; training length is counted in steps."""
 
     def __init__(self, roots: list[str | Path], hw: tuple[int, int], seed: int = 0, buffer: int = 256,
-                 augment: bool = True, epochs: int | None = None):
+                 augment: bool = True, epochs: int | None = None, skip_corrupt: bool = False):
         self.datasets = [DatasetReader(r) for r in roots]
         self.shards = [(ds, rec) for ds in self.datasets for rec in ds.shards]
         if not self.shards:
             raise ShardError(f"{', '.join(map(str, roots))}: no committed shards to train on")
         self.hw, self.seed, self.buffer, self.augment, self.epochs = hw, seed, buffer, augment, epochs
+        self.skip_corrupt = skip_corrupt
 
     def __len__(self) -> int:
         return sum(rec["count"] for _, rec in self.shards)
@@ -113,7 +115,7 @@ class ShardStream(IterableDataset):
         info = get_worker_info()
         rng = random.Random(f"{self.seed}-{rank}-{info.id if info else 0}")
         buf: list[dict[str, torch.Tensor]] = []
-        epoch = 0
+        epoch = skipped = 0
         _, world = _rank_world()
         if len(self.shards) < world:
             # a rank without data would leave the others waiting in every collective
@@ -123,13 +125,20 @@ class ShardStream(IterableDataset):
             if not mine:
                 return  # more DataLoader workers than shards: this one idles, the others read
             for ds, rec in mine:
-                for s in ds.iter_samples([rec]):
-                    item = resize_crop(to_tensors(s.rgb, s.depth, thing_ids(s)), self.hw, rng if self.augment else None)
-                    if self.augment:
-                        item = augment(item, rng)
-                    buf.append(item)
-                    if len(buf) >= self.buffer:
-                        yield buf.pop(rng.randrange(len(buf)))
+                try:
+                    # each shard's sha256 is checked as it is read: a flipped bit is an error, not wrong depth
+                    for s in ds.iter_samples([rec]):
+                        item = resize_crop(to_tensors(s.rgb, s.depth, thing_ids(s)), self.hw, rng if self.augment else None)
+                        if self.augment:
+                            item = augment(item, rng)
+                        buf.append(item)
+                        if len(buf) >= self.buffer:
+                            yield buf.pop(rng.randrange(len(buf)))
+                except ShardError as e:
+                    if not self.skip_corrupt:
+                        raise
+                    skipped += 1
+                    print(f"distill: skipped {e} ({skipped} shard read(s) skipped by this reader)", file=sys.stderr)
             epoch += 1
         rng.shuffle(buf)
         yield from buf
@@ -183,9 +192,14 @@ class RGBDFolder(Dataset):
                 with Image.open(it["rgb"]) as im:
                     rgb = np.array(im.convert("RGB"))
                 with Image.open(it["depth"]) as im:
-                    depth = np.array(im).astype(np.float32) / self.depth_scale
+                    depth = np.array(im)
             except OSError as e:
                 raise DataError(f"{it['rgb']} / {it['depth']}: unreadable ({e})") from None
+            if depth.dtype == np.uint8 or depth.ndim != 2:
+                raise DataError(f"{it['depth']}: an {depth.dtype} depth image of shape {depth.shape}; depth must be a "
+                                "single-channel 16-bit PNG (uint16) of metres x --depth-scale (1000: millimetres, "
+                                "NYU-style; 256: KITTI-style)")
+            depth = depth.astype(np.float32) / self.depth_scale
             item = to_tensors(rgb, depth)
         if self.hw:
             item = resize_crop(item, self.hw, None)

@@ -62,7 +62,10 @@ def evaluate_model(model: torch.nn.Module, data: str | Path, input_size: Size, d
         item = ds[i]
         rgb = item["rgb"][None].to(device)
         gt = item["depth"][0].to(device)
-        pred = predict(model, rgb, input_size, precision)[0, 0]
+        pred = predict(model, rgb, input_size, precision)
+        if pred.shape[-2:] != gt.shape:  # depth recorded at another size than the RGB: compare at the depth's
+            pred = F.interpolate(pred, size=gt.shape, mode="bilinear", align_corners=False)
+        pred = pred[0, 0]
         mask = eval_mask(gt, protocol)
         if mask.sum() < 10:
             continue
@@ -79,9 +82,21 @@ def evaluate_model(model: torch.nn.Module, data: str | Path, input_size: Size, d
                  for s in scenes}
     if grid_path and rows:
         Path(grid_path).parent.mkdir(parents=True, exist_ok=True)
-        Image.fromarray(np.concatenate(rows, 0)).save(grid_path)
+        _stack_rows(rows).save(grid_path)
     return {"protocol": protocol, "align": align, "precision": precision, "images": len(per_image), "overall": overall,
             "per_scene": per_scene, "per_image": per_image}
+
+
+def _stack_rows(rows: list[np.ndarray]) -> Image.Image:
+    """Grid rows stacked; rows of frames of other sizes (as in KITTI) are scaled to the first
+    row's height and the sheet is padded white."""
+    height = rows[0].shape[0]
+    scaled = [Image.fromarray(r).resize((round(r.shape[1] * height / r.shape[0]), height)) if r.shape[0] != height
+              else Image.fromarray(r) for r in rows]
+    sheet = Image.new("RGB", (max(im.width for im in scaled), height * len(scaled)), "white")
+    for k, im in enumerate(scaled):
+        sheet.paste(im, (0, k * height))
+    return sheet
 
 
 def _grid_row(rgb: torch.Tensor, gt: torch.Tensor, pred: torch.Tensor, mask: torch.Tensor) -> np.ndarray:
@@ -93,6 +108,8 @@ def _grid_row(rgb: torch.Tensor, gt: torch.Tensor, pred: torch.Tensor, mask: tor
     err[mask] = (torch.abs(pred[mask] - gt[mask]) / gt[mask]).clamp(0, 0.5) / 0.5
     err_rgb = (np.stack([err.numpy(), 1 - err.numpy(), np.zeros_like(err.numpy())], -1) * 255).astype(np.uint8)
     err_rgb[~mask.numpy()] = 0
+    if rgb.shape[-2:] != gt.shape:
+        rgb = F.interpolate(rgb[None], size=gt.shape, mode="bilinear", align_corners=False)[0].clamp(0, 1)
     tiles = [(rgb.permute(1, 2, 0).numpy() * 255).astype(np.uint8), colorize_depth(gt.numpy(), lo, hi),
              colorize_depth(pred.numpy(), lo, hi), err_rgb]
     return np.concatenate([np.pad(t, ((2, 2), (2, 2), (0, 0)), constant_values=255) for t in tiles], 1)

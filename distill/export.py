@@ -6,6 +6,7 @@ the file says so (`input_size` is [width, height], as everywhere in the project)
 from __future__ import annotations
 
 import json
+import warnings
 from pathlib import Path
 
 import torch
@@ -26,13 +27,17 @@ def export_model(model: torch.nn.Module, input_size: Size, out: str | Path, fmt:
     with torch.no_grad():
         reference = model(example)
     if fmt == "torchscript":
-        scripted = torch.jit.trace(model, example[:1])
+        with warnings.catch_warnings():  # tracing warns about the size arithmetic of padding; checked below
+            warnings.simplefilter("ignore", torch.jit.TracerWarning)
+            scripted = torch.jit.trace(model, example[:1])
         scripted.save(str(out))
         with torch.no_grad():
             got = torch.jit.load(str(out))(example)
     elif fmt == "onnx":
-        torch.onnx.export(model, (example[:1],), str(out), input_names=["image"], output_names=["depth"],
-                          dynamic_axes={"image": {0: "batch"}, "depth": {0: "batch"}}, opset_version=17, dynamo=False)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", torch.jit.TracerWarning)
+            torch.onnx.export(model, (example[:1],), str(out), input_names=["image"], output_names=["depth"],
+                              dynamic_axes={"image": {0: "batch"}, "depth": {0: "batch"}}, opset_version=17, dynamo=False)
         try:
             import onnxruntime as ort
         except ImportError:

@@ -108,6 +108,8 @@ def fit_teacher(cfg: FitConfig, show_progress: bool = True) -> dict[str, Any]:
     from tqdm import tqdm
 
     out = Path(cfg.out)
+    if out.is_dir():
+        raise ConfigError(f"--out {out} is a directory; give the checkpoint file to write (e.g. {out / 'teacher.ckpt'})")
     if out.exists():
         return _existing_fit(cfg)
     device = pick_device(cfg.device)

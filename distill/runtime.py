@@ -24,9 +24,20 @@ CPU_BF16_FLAGS = ("avx512_bf16", "amx_bf16")
 
 
 def pick_device(name: str) -> torch.device:
+    """'auto' (CUDA when there is one, else the CPU), 'cpu', 'cuda' or 'cuda:N'."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise ConfigError(f"--device {name!r}: choose auto, cpu, cuda or cuda:N") from None
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ConfigError(f"--device {name}: this torch sees no CUDA device (CPU-only build, or no GPU); "
+                              "use --device cpu or auto")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise ConfigError(f"--device {name}: only {torch.cuda.device_count()} CUDA device(s) here")
+    return device
 
 
 def cpu_flags() -> set[str]:

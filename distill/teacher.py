@@ -20,9 +20,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from simgen.options import Size, as_size, option, parse_size
+from simgen.options import Size, as_size, option, parse_size, swapped_hint
 
 OUTPUT_KINDS = ("metric", "inverse", "relative")
+DEFAULT_INPUT_SIZE = Size(320, 224)  # a teacher file that does not say its size is run at this
+# a teacher's output may be smaller than its input (it is resized), but not of another shape
+OUTPUT_ASPECT_TOLERANCE = 0.05
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
@@ -51,7 +54,8 @@ class TeacherSpec:
     source: str = option("", "TorchScript file, checkpoint of this project, or package.module:factory",
                          flag="--teacher")
     weights: str | None = option(None, "state dict file for a package.module:factory teacher", parse=str)
-    input_size: Size = option(Size(320, 224), "WIDTHxHEIGHT the teacher takes", parse=parse_size)
+    input_size: Size | None = option(None, "WIDTHxHEIGHT the teacher takes", parse=parse_size,
+                                     shown=f"a checkpoint's own, else {DEFAULT_INPUT_SIZE}")
     mean: tuple[float, float, float] = option(IMAGENET_MEAN, "normalisation mean applied to [0, 1] RGB before the "
                                               "teacher", parse=parse_floats3, shown="ImageNet")
     std: tuple[float, float, float] = option(IMAGENET_STD, "normalisation std", parse=parse_floats3, shown="ImageNet")
@@ -59,7 +63,9 @@ class TeacherSpec:
                          "(depth up to scale and shift)", choices=OUTPUT_KINDS)
 
     def __post_init__(self) -> None:
-        self.input_size = as_size(self.input_size)
+        if self.source and Path(self.source).exists():  # one spelling of a file: resume compares it
+            self.source = str(Path(self.source).resolve())
+        self.input_size = None if self.input_size is None else as_size(self.input_size)
         self.mean, self.std = tuple(self.mean), tuple(self.std)
 
     def to_dict(self) -> dict:
@@ -81,7 +87,8 @@ class Teacher(nn.Module):
     def train(self, mode: bool = True) -> "Teacher":  # always frozen, always eval (BN uses running stats)
         return super().train(False)
 
-    def forward(self, image: torch.Tensor) -> torch.Tensor:
+    def raw_output(self, image: torch.Tensor) -> torch.Tensor:
+        """The model's depth-like output as it returns it (B x 1 x h x w), before resizing."""
         out = self.model((image - self.mean) / self.std)
         if isinstance(out, dict):
             out = next(iter(out.values()))
@@ -93,6 +100,10 @@ class Teacher(nn.Module):
             out = out[:, None]
         if out.dim() != 4 or out.shape[1] != 1:
             raise TeacherError(f"teacher output has shape {tuple(out.shape)}; expected B x 1 x H x W or B x H x W")
+        return out
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        out = self.raw_output(image)
         if out.shape[-2:] != image.shape[-2:]:
             out = F.interpolate(out.float(), size=image.shape[-2:], mode="bilinear", align_corners=False)
         return out.float()
@@ -120,6 +131,8 @@ def load_teacher(spec: TeacherSpec, device: str | torch.device = "cpu") -> Teach
         model = _load_factory(spec)
     else:
         raise TeacherError(f"--teacher {src}: no such file, and not a package.module:factory")
+    if spec.input_size is None:
+        spec = replace(spec, input_size=DEFAULT_INPUT_SIZE)
     teacher = Teacher(model, spec).to(device)
     check_teacher(teacher)
     return teacher
@@ -135,8 +148,15 @@ def _load_file(path: Path, spec: TeacherSpec) -> tuple[nn.Module, TeacherSpec]:
     except CheckpointError as e:
         raise TeacherError(f"--teacher {e}; for a plain state dict give its builder as --teacher "
                            "package.module:factory and the file as --teacher-weights") from None
-    # our models normalise inside and take [0, 1] images at the size they were trained on
-    size = info.input_size or spec.input_size
+    # our models normalise inside and take [0, 1] images; they run at the size they were trained on
+    # unless another is asked for
+    size = spec.input_size or info.input_size
+    if spec.input_size and info.input_size and spec.input_size != info.input_size:
+        hint = swapped_hint(spec.input_size, info.input_size)
+        if hint:
+            raise TeacherError(f"--teacher-input-size {spec.input_size}: the teacher was trained at {info.input_size}{hint}")
+        print(f"distill: note: the teacher runs at --teacher-input-size {spec.input_size}; it was trained at "
+              f"{info.input_size} (leave the flag out to use that)")
     return model, replace(spec, mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0), output="metric", input_size=size)
 
 
@@ -170,6 +190,15 @@ def check_teacher(teacher: Teacher) -> None:
                            f"check --teacher-input-size ({teacher.spec.input_size}, WIDTHxHEIGHT)") from None
     if not torch.isfinite(out).all():
         raise TeacherError("teacher output has NaN or inf on a random input")
+    if teacher.spec.output in ("metric", "inverse") and (out < 0).any():
+        raise TeacherError(f"teacher output has negative values ({float(out.min()):.3g}), which {teacher.spec.output} "
+                           "depth cannot be; if it predicts depth up to scale and shift, use --teacher-output relative")
+    with torch.no_grad():
+        raw = teacher.raw_output(torch.rand(1, 3, h, w, device=device))
+    oh, ow = raw.shape[-2:]
+    if abs((oh / ow) / (h / w) - 1) > OUTPUT_ASPECT_TOLERANCE:
+        raise TeacherError(f"teacher output is {ow}x{oh} for a {w}x{h} input: another aspect ratio, so resizing it to "
+                           f"the input would distort depth; check --teacher-input-size (WIDTHxHEIGHT)")
 
 
 def require_batchnorm(teacher: Teacher) -> list[nn.Module]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import math
 import random
+import shutil
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -26,10 +27,11 @@ from distill.layers import BNStatsHook, depth_kd_loss, ssi_kd_loss
 from distill.mixing import MixConfig, mix_objects
 from distill.networks import ARCHITECTURES, build_depth_model, count_macs, count_params
 from distill.networks.transform import TransformNet
-from distill.runtime import (PRECISIONS, autocast, contiguous_state, describe_precision, memory_format, pick_device, resolve_precision,
-                             to_memory_format)
+from distill.runtime import (PRECISIONS, autocast, contiguous_state, describe_precision, memory_format, pick_device,
+                             resolve_precision, to_memory_format)
 from distill.teacher import TeacherSpec, load_teacher, require_batchnorm
 from simgen.options import ConfigError, field_names, option
+from simgen.shards import DatasetReader
 
 CHECKPOINT = "checkpoint.pt"   # the latest state, for --resume
 FINAL = "student.pt"           # written once, when the run finishes
@@ -39,7 +41,7 @@ RUN_FILES = {CHECKPOINT, FINAL, "config.json", "tb"}  # what a run directory may
 # neighbouring seeds do not collide for any realistic world size)
 MIX_SEED_STRIDE = 7919
 RESUMABLE_KEYS = {"steps", "resume", "log_every", "ckpt_every", "workers", "device", "val", "val_every",
-                  "precision", "channels_last"}
+                  "precision", "channels_last", "skip_corrupt", "out"}
 # how a run was executed, not what it computes: a finished run counts as the same run across these
 RUN_KEYS = (RESUMABLE_KEYS - {"steps"}) | {"out"}
 
@@ -90,6 +92,8 @@ class TrainConfig:
     val: str | None = option(None, "RGB-D folder evaluated every --val-every steps", parse=str)
     val_every: int = option(500, "steps between validations")
     resume: bool = option(False, "continue the run in --out exactly where it stopped")
+    skip_corrupt: bool = option(False, "skip shards that fail their sha256 or cannot be read (each is reported on "
+                                "stderr) instead of stopping at the first")
 
     def __post_init__(self) -> None:
         self.shards = [str(Path(s).resolve()) for s in self.shards]
@@ -325,7 +329,7 @@ def check_run_directory(cfg: TrainConfig) -> dict[str, Any] | None:
 
 
 def make_loader(cfg: TrainConfig, hw: tuple[int, int]) -> DataLoader:
-    stream = ShardStream(cfg.shards, hw, seed=cfg.seed)
+    stream = ShardStream(cfg.shards, hw, seed=cfg.seed, skip_corrupt=cfg.skip_corrupt)
     return DataLoader(stream, batch_size=cfg.batch_size, num_workers=cfg.workers, drop_last=True,
                       persistent_workers=cfg.workers > 0, pin_memory=torch.cuda.is_available())
 
@@ -333,14 +337,26 @@ def make_loader(cfg: TrainConfig, hw: tuple[int, int]) -> DataLoader:
 def train(cfg: TrainConfig, show_progress: bool = True) -> dict[str, Any]:
     """Run (or resume) a distillation; returns a summary. Writes OUT/checkpoint.pt, OUT/student.pt
     (final), OUT/config.json and TensorBoard logs in OUT/tb."""
-    from tqdm import tqdm
-
     out = Path(cfg.out)
-    ckpt_path = out / CHECKPOINT
     finished = check_run_directory(cfg)
     if finished is not None:
         return finished
+    for root in cfg.shards:  # a bad --shards is reported before any model is built
+        DatasetReader(root)
+    created = not out.exists()
     out.mkdir(parents=True, exist_ok=True)
+    try:
+        return _run(cfg, out, show_progress)
+    except BaseException:
+        if created and not (out / CHECKPOINT).exists():
+            shutil.rmtree(out, ignore_errors=True)  # failed before its first checkpoint: leave nothing behind
+        raise
+
+
+def _run(cfg: TrainConfig, out: Path, show_progress: bool) -> dict[str, Any]:
+    from tqdm import tqdm
+
+    ckpt_path = out / CHECKPOINT
     d = Distiller(cfg)
     if cfg.resume:
         d.load(ckpt_path)

@@ -14,11 +14,16 @@ which comes with the render extra.
 
 from __future__ import annotations
 
+import hashlib
+import io
 import json
+import os
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from simgen.shards import sha256_file
 
 ASSETS_FORMAT = "simgen-assets"
 LIBRARY_FILE = "library.json"
@@ -92,7 +97,13 @@ def mesh_extent(path: Path, up: str = "z") -> list[float]:
     if path.suffix.lower() not in TRIMESH_SUFFIXES:
         raise AssetError(f"{path}: cannot measure {path.suffix} files outside Blender; give its 'bbox' [x, y, z]")
     try:
-        scene = trimesh.load(str(path), force="scene")
+        if path.suffix.lower() == ".obj":
+            # OBJ is text, often with comments in another encoding (Latin-1) that trimesh would need
+            # chardet to guess; the geometry is ASCII, so decoding leniently loses nothing
+            text = path.read_bytes().decode("utf-8", errors="replace").encode()
+            scene = trimesh.load(io.BytesIO(text), file_type="obj", force="scene")
+        else:
+            scene = trimesh.load(str(path), force="scene")
         lo, hi = scene.bounds
     except Exception as e:  # trimesh raises many kinds on bad files
         raise AssetError(f"{path}: unreadable mesh ({type(e).__name__}: {e})") from None
@@ -152,11 +163,13 @@ def _mesh_problems(folder: Path, i: int, m: Any, measure: bool) -> list[Problem]
             limit = max(MAX_PLAUSIBLE_M[f] for f in families if f in MAX_PLAUSIBLE_M) if families else 40.0
             if not MIN_PLAUSIBLE_M <= longest <= limit:
                 probs.append(Problem(where, f"implausible size: longest side {longest:.3g} m with scale {m['scale']}",
-                                     "set 'scale' so the object has its real size in metres, or use 'size_m'"))
+                                     f"set 'scale' so the longest side is its real size, within {MIN_PLAUSIBLE_M:g}-"
+                                     f"{limit:g} m (scale {1.0 / max(bbox):.3g} makes it 1 m), or use 'size_m'"))
     if "size_m" in m:
         s = m["size_m"]
         if not (isinstance(s, list) and len(s) == 2 and 0 < s[0] <= s[1] <= 100):
-            probs.append(Problem(where, f"bad size_m {s}", "give [lo, hi] in metres, 0 < lo <= hi"))
+            probs.append(Problem(where, f"bad size_m {s}", "give [lo, hi]: the longest side in metres, "
+                                 "0 < lo <= hi <= 100"))
     return probs
 
 
@@ -209,6 +222,49 @@ def _pbr_maps(folder: Path) -> dict[str, str]:
     return maps
 
 
+DIGEST_CACHE = ".simgen-digests.json"  # beside library.json: size, time and sha256 of each file read
+
+
+def _referenced_files(folder: Path, data: dict[str, Any]) -> list[Path]:
+    files = [folder / m["file"] for m in data.get("meshes", [])] + [folder / h["file"] for h in data.get("hdris", [])]
+    for t in data.get("textures", []):
+        files += sorted(p for p in (folder / t["dir"]).iterdir() if p.is_file()) if "dir" in t else [folder / t["file"]]
+    return files
+
+
+def content_digest(folder: Path, data: dict[str, Any]) -> str:
+    """One hash over library.json and every file it references, so that an edited mesh or texture
+    is a different library. Each file is hashed once and then recognised by its size and
+    modification time (cached in DIGEST_CACHE beside library.json when the folder is writable)."""
+    cache_path = folder / DIGEST_CACHE
+    try:
+        cache = json.loads(cache_path.read_text())
+    except (OSError, ValueError):
+        cache = {}
+    total, fresh = hashlib.sha256((folder / LIBRARY_FILE).read_bytes()), {}
+    for path in _referenced_files(folder, data):
+        rel, st = str(path.relative_to(folder)), path.stat()
+        entry = cache.get(rel)
+        if not entry or entry["size"] != st.st_size or entry["mtime_ns"] != st.st_mtime_ns:
+            entry = {"size": st.st_size, "mtime_ns": st.st_mtime_ns, "sha256": sha256_file(path)}
+        fresh[rel] = entry
+        total.update(f"{rel}:{entry['sha256']}".encode())
+    if fresh != cache:
+        tmp = cache_path.with_name(f"{DIGEST_CACHE}.tmp-{os.getpid()}")
+        try:
+            tmp.write_text(json.dumps(fresh, indent=0, sort_keys=True))
+            os.replace(tmp, cache_path)
+        except OSError:
+            tmp.unlink(missing_ok=True)  # a read-only library is hashed again next time
+    return total.hexdigest()[:16]
+
+
+def same_libraries(recorded: list[str], current: list[str]) -> bool:
+    """Whether a dataset's recorded library digests match the current ones. Digests of earlier
+    releases (FOLDER:CRC of library.json only) match on that part."""
+    return len(recorded) == len(current) and all(c == r or c.startswith(r + ":") for r, c in zip(recorded, current))
+
+
 def load_libraries(folders: list[str | Path], check: bool = True) -> Library:
     """Merge library folders in order; refuse (AssetError listing every problem) a broken one.
 
@@ -223,7 +279,9 @@ def load_libraries(folders: list[str | Path], check: bool = True) -> Library:
             raise AssetError(f"asset library {folder} has {len(problems)} problem(s):\n  {lines}\n"
                              f"(run `simgen assets check {folder}`)")
         data = _read_manifest(folder)
-        lib.digests.append(f"{folder.name}:{zlib.crc32((folder / LIBRARY_FILE).read_bytes()):08x}")
+        if check:  # the job's digest; render workers (check=False) do not need it
+            lib.digests.append(f"{folder.name}:{zlib.crc32((folder / LIBRARY_FILE).read_bytes()):08x}:"
+                               f"{content_digest(folder, data)}")
         for m in data.get("meshes", []):
             m = dict(m, file=str(folder / m["file"]))
             m["family"] = [m["family"]] if isinstance(m["family"], str) else list(m["family"])

@@ -15,17 +15,7 @@ from pathlib import Path
 
 from simgen import __version__
 from simgen.config import ConfigError, RenderConfig
-from simgen.options import add_options, given
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a whole number, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be positive, got {value}")
-    return value
+from simgen.options import add_options, given, png_path, positive_int
 
 
 def _shard_range(text: str) -> tuple[int, int]:
@@ -56,13 +46,13 @@ def build_parser() -> argparse.ArgumentParser:
     r = sub.add_parser("render", help="render (resume, extend) a dataset of simulated RGB-D shards",
                        description="Render randomized scenes into OUT (docs/shard-format.md). Run the same command "
                                    "again after an interruption to resume; a larger --n extends the dataset.")
-    r.add_argument("--n", type=_positive_int, required=True, help="total number of samples in the dataset")
+    r.add_argument("--n", type=positive_int, required=True, help="total number of samples in the dataset")
     r.add_argument("--out", required=True, help="dataset directory (created; must be empty or hold this dataset)")
     r.add_argument("--seed", type=int, default=0, help="dataset seed: same config + seed = same data (default 0)")
     add_options(r, RenderConfig)
     r.add_argument("--no-builtin-assets", dest="builtin_assets", action="store_const", const=False,
                    default=argparse.SUPPRESS, help="use only the --assets libraries (= --builtin-assets off)")
-    r.add_argument("--workers", type=_positive_int, default=1, help="local render processes (default 1)")
+    r.add_argument("--workers", type=positive_int, default=1, help="local render processes (default 1)")
     r.add_argument("--threads", type=int, help="Cycles threads per worker (default: cores / workers)")
     r.add_argument("--executor", choices=["local", "ray"], default="local",
                    help="local process pool, or one Ray task per shard (default local)")
@@ -71,19 +61,22 @@ def build_parser() -> argparse.ArgumentParser:
     group.add_argument("--shard-range", type=_shard_range, metavar="FIRST:END",
                        help="render only these shards (job arrays; same OUT on a shared file system)")
     group.add_argument("--part", type=_part, metavar="I/N", help="render part I of N equal shard ranges (job arrays)")
+    r.add_argument("--verify", action="store_true",
+                   help="check every committed shard's sha256 first (default: size and time only); damaged ones "
+                        "are rendered again")
     r.add_argument("--quiet", action="store_true", help="no progress bar")
 
     i = sub.add_parser("inspect", help="counts, depth statistics, rejected views, checksum verification")
     i.add_argument("dataset")
     i.add_argument("--json", action="store_true", help="print the report as JSON")
     i.add_argument("--no-verify", action="store_true", help="skip sha256 verification of the shards")
-    i.add_argument("--max-samples", type=int, help="read at most this many samples for the statistics")
+    i.add_argument("--max-samples", type=positive_int, help="read at most this many samples for the statistics")
 
     v = sub.add_parser("preview", help="contact sheet: RGB | colour-mapped depth | instance colours")
     v.add_argument("dataset")
-    v.add_argument("--out", required=True, help="PNG file to write")
-    v.add_argument("--count", type=_positive_int, default=12, help="samples on the sheet (default 12)")
-    v.add_argument("--height", type=_positive_int, default=160, help="tile height in pixels (default 160)")
+    v.add_argument("--out", required=True, type=png_path, help="PNG file to write")
+    v.add_argument("--count", type=positive_int, default=12, help="samples on the sheet (default 12)")
+    v.add_argument("--height", type=positive_int, default=160, help="tile height in pixels (default 160)")
 
     a = sub.add_parser("assets", help="check or draft an asset library manifest")
     asub = a.add_subparsers(dest="assets_command", required=True)
@@ -121,7 +114,10 @@ def _render(args: argparse.Namespace) -> int:
         shard_range = ranges[args.part[0]]
     summary = render(args.out, config, args.seed, args.n, workers=args.workers, executor=args.executor,
                      shard_range=shard_range, ray_address=args.ray_address, threads=args.threads,
-                     show_progress=not args.quiet)
+                     show_progress=not args.quiet, verify=args.verify)
+    if summary["repaired"]:
+        print(f"simgen: rendered again {len(summary['repaired'])} committed shard(s) that were missing or damaged: "
+              f"{', '.join(summary['repaired'][:5])}")
     if summary["shards"] == 0:
         print(f"simgen: {args.out} already holds all requested samples; nothing to do")
     else:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from simgen.options import ConfigError, Size, as_size, option, parse_size
@@ -103,6 +104,7 @@ class RenderConfig:
     builtin_assets: bool = option(True, "use the built-in asset library")
 
     def __post_init__(self) -> None:
+        self.assets = [str(Path(a).resolve()) for a in self.assets]  # one spelling per folder: resume compares it
         if self.resolution is not None:
             self.resolution = as_size(self.resolution)
 
@@ -120,7 +122,7 @@ class RenderConfig:
         if self.views_per_scene < 1:
             raise ConfigError("--views-per-scene must be at least 1")
         if self.samples_per_shard < 1:
-            raise ConfigError("--shard-size must be at least 1")
+            raise ConfigError("--samples-per-shard must be at least 1")
         if self.resolution is not None:
             self._check_resolution(self.resolution)
         if self.depth_scale is not None and self.depth_scale <= 0:

@@ -35,7 +35,7 @@ def inspect_dataset(root: str | Path, verify: bool = True, max_samples: int | No
     lo, hi, invalid, px = np.inf, 0.0, 0, 0
     things, families, seen = [], {}, 0
     try:
-        for s in ds.iter_samples(good):
+        for s in ds.iter_samples(good, verify=False):  # `good` was verified above when asked
             valid = s.depth > 0
             px += s.depth.size
             invalid += int((~valid).sum())
@@ -90,8 +90,13 @@ def format_report(r: dict[str, Any]) -> str:
     rej = r["rejected_views"]
     lines.append("rejected  " + (", ".join(f"{k}: {v}" for k, v in sorted(rej.items())) if rej else "none")
                  + (f"; {r['forced_views']} views kept after all attempts failed" if r["forced_views"] else ""))
+    if r["samples_read"] < r["samples"] and not r["bad_shards"]:
+        lines.append(f"statistics from {r['samples_read']} of {r['samples']} samples (--max-samples)")
     if r["bad_shards"]:
         lines.append("CHECKSUMS FAILED: " + "; ".join(f"{k}: {v}" for k, v in r["bad_shards"].items()))
+        lines.append(f"statistics from the {r['samples_read']} readable samples of {r['samples']}. Repair: rerun the "
+                     f"`simgen render --out {r['root']} --n {r['requested']} --seed {r['seed']} ...` command that made "
+                     "it, with the same options: it renders the damaged shards again")
     else:
         lines.append(f"checksums ok ({r['shards']} shards verified)")
     return "\n".join(lines)

@@ -12,12 +12,13 @@ import math
 import multiprocessing as mp
 import os
 import queue
+import sys
 import threading
 from pathlib import Path
 from typing import Any, Iterable
 
 from simgen import __version__, shards
-from simgen.assets import BUILTIN_DIR, load_libraries
+from simgen.assets import BUILTIN_DIR, load_libraries, same_libraries
 from simgen.config import RenderConfig
 from simgen.worker import ShardTask
 
@@ -52,8 +53,10 @@ def _differences(a: dict[str, Any], b: dict[str, Any]) -> list[str]:
     return sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
 
 
-def open_dataset_for_render(out: Path, config: RenderConfig, seed: int, n: int) -> dict[str, Any]:
-    """Create the dataset or check that `out` holds this very dataset (same config, seed, assets)."""
+def open_dataset_for_render(out: Path, config: RenderConfig, seed: int, n: int,
+                            digests: list[str] | None = None) -> dict[str, Any]:
+    """Create the dataset or check that `out` holds this very dataset (same config, seed, assets;
+    `digests`: of the config's libraries, when the caller has loaded them)."""
     if out.exists() and not out.is_dir():
         raise DatasetError(f"--out {out} is a file; give a directory")
     try:
@@ -63,7 +66,8 @@ def open_dataset_for_render(out: Path, config: RenderConfig, seed: int, n: int) 
         probe.unlink()
     except OSError as e:
         raise DatasetError(f"--out {out} is not writable ({e.strerror}); choose another directory") from None
-    digests = load_libraries(library_folders(config)).digests
+    if digests is None:
+        digests = load_libraries(library_folders(config)).digests
 
     def check_not_foreign() -> dict[str, Any] | None:
         try:
@@ -88,8 +92,9 @@ def open_dataset_for_render(out: Path, config: RenderConfig, seed: int, n: int) 
             shards.save_manifest(out, manifest)
             return manifest
         diff = _differences(manifest["config"], config.to_dict())
-        if diff or manifest["seed"] != seed or manifest["assets"] != digests:
-            what = ", ".join(diff) if diff else ("--seed" if manifest["seed"] != seed else "asset libraries")
+        if diff or manifest["seed"] != seed or not same_libraries(manifest["assets"], digests):
+            what = ", ".join(diff) if diff else ("--seed" if manifest["seed"] != seed else
+                                                 "asset libraries: a library.json or a file it references changed")
             raise DatasetError(
                 f"--out {out} holds a dataset with another config (differs in: {what}; its seed is "
                 f"{manifest['seed']}). Nothing was changed. Use a new --out, or the same options to resume or extend it.")
@@ -99,17 +104,47 @@ def open_dataset_for_render(out: Path, config: RenderConfig, seed: int, n: int) 
         return manifest
 
 
-def plan(manifest: dict[str, Any], n: int, shard_range: tuple[int, int] | None = None) -> list[tuple[int, int, int]]:
-    """(shard index, first sample, end) of every shard still to render for n samples."""
+def missing_families(library: Any, config: RenderConfig) -> list[str]:
+    """Scene families the config renders that no movable object (thing) of the libraries belongs to."""
+    families = {"indoor": ["indoor"], "outdoor": ["outdoor"], "mixed": ["indoor", "outdoor"]}[config.scene]
+    if config.scene == "mixed":
+        families = [f for f, share in (("indoor", config.indoor_ratio), ("outdoor", 1 - config.indoor_ratio)) if share > 0]
+    return [f for f in families if not any(f in m["family"] and m.get("thing", True) for m in library.meshes)]
+
+
+def plan(manifest: dict[str, Any], n: int, shard_range: tuple[int, int] | None = None,
+         damaged: set[str] = frozenset()) -> list[tuple[int, int, int]]:
+    """(shard index, first sample, end) of every shard still to render for n samples: missing,
+    shorter than planned, or among the `damaged` committed ones."""
     todo = []
     for k, start, stop in shards.shard_spans(n, manifest["samples_per_shard"]):
         if shard_range and not shard_range[0] <= k < shard_range[1]:
             continue
-        record = manifest["shards"].get(shards.shard_name(k))
+        name = shards.shard_name(k)
+        record = manifest["shards"].get(name)
         # A shorter committed shard is the last one of a smaller earlier --n: it grows to full size.
-        if record is None or record["count"] < stop - start:
+        if record is None or record["count"] < stop - start or name in damaged:
             todo.append((k, start, stop))
     return todo
+
+
+def damaged_shards(out: Path, manifest: dict[str, Any], verify: bool = False) -> set[str]:
+    """Committed shards whose file is missing or changed (size and time; sha256 with `verify`).
+    Intact files whose time changed (a copied dataset) get their new time recorded: hashed once."""
+    damaged, retimed = set(), {}
+    for name, record in manifest["shards"].items():
+        if not shards.shard_intact(out, record, verify):
+            damaged.add(name)
+        elif record.get("mtime_ns") != (out / shards.SHARD_DIR / name).stat().st_mtime_ns:
+            retimed[name] = (out / shards.SHARD_DIR / name).stat().st_mtime_ns
+    if retimed:
+        with shards.manifest_lock(out):
+            current = shards.load_manifest(out)
+            for name, mtime in retimed.items():
+                if name in current["shards"]:
+                    current["shards"][name]["mtime_ns"] = mtime
+            shards.save_manifest(out, current)
+    return damaged
 
 
 def _adopt_or_clean(out: Path, manifest: dict[str, Any], todo: list[tuple[int, int, int]]) -> list[tuple[int, int, int]]:
@@ -120,7 +155,8 @@ def _adopt_or_clean(out: Path, manifest: dict[str, Any], todo: list[tuple[int, i
     for k, start, stop in todo:
         final = out / shards.SHARD_DIR / shards.shard_name(k)
         for tmp in final.parent.glob(final.name + shards.TMP_MARK + "*"):
-            tmp.unlink(missing_ok=True)
+            if not shards.writer_alive(tmp):  # a concurrent job's file in progress is left alone
+                tmp.unlink(missing_ok=True)
         if final.exists() and shards.shard_name(k) not in manifest["shards"]:
             try:
                 indices = [s.index for s in shards.iter_shard(final, depth_scale)]
@@ -227,8 +263,10 @@ def _run_ray(tasks: list[ShardTask], address: str | None, bar, on_done) -> None:
 
 def render(out: str | Path, config: RenderConfig, seed: int, n: int, workers: int = 1, executor: str = "local",
            shard_range: tuple[int, int] | None = None, ray_address: str | None = None, threads: int | None = None,
-           show_progress: bool = True) -> dict[str, Any]:
-    """Render (or resume, or extend) the dataset in `out` to `n` samples. Returns a summary."""
+           show_progress: bool = True, verify: bool = False) -> dict[str, Any]:
+    """Render (or resume, extend, repair) the dataset in `out` to `n` samples. Committed shards
+    are checked first (size and time; the sha256 too with `verify`); missing or damaged ones are
+    rendered again. Returns a summary."""
     from tqdm import tqdm
 
     from simgen.bootstrap import check_render_environment
@@ -238,16 +276,26 @@ def render(out: str | Path, config: RenderConfig, seed: int, n: int, workers: in
     if workers < 1:
         raise DatasetError(f"--workers must be at least 1, got {workers}")
     config.validate()
+    total_shards = math.ceil(n / config.samples_per_shard)
+    if shard_range and shard_range[0] >= total_shards:
+        raise DatasetError(f"--shard-range {shard_range[0]}:{shard_range[1]} is past the end: {n} samples make "
+                           f"{total_shards} shards (0:{total_shards})")
     check_render_environment()
     out = Path(out)
-    manifest = open_dataset_for_render(out, config, seed, n)
-    todo = _adopt_or_clean(out, manifest, plan(manifest, n, shard_range))
+    library = load_libraries(library_folders(config))
+    for family in missing_families(library, config):
+        print(f"simgen: warning: the asset libraries have no {family} objects (meshes with family {family!r} and "
+              f"thing true): {family} scenes will hold structure only", file=sys.stderr)
+    manifest = open_dataset_for_render(out, config, seed, n, library.digests)
+    damaged = damaged_shards(out, manifest, verify)
+    todo = _adopt_or_clean(out, manifest, plan(manifest, n, shard_range, damaged))
     if threads is None:  # share the cores between the local workers
         threads = max(1, (os.cpu_count() or 1) // workers) if workers > 1 else 0
     folders = library_folders(config)
     tasks = [ShardTask(str(out), config.to_dict(), folders, seed, k, a, b, threads) for k, a, b in todo]
     total = sum(t.stop - t.start for t in tasks)
-    summary = {"out": str(out), "rendered": 0, "shards": len(tasks), "rejected": {}}
+    summary = {"out": str(out), "rendered": 0, "shards": len(tasks), "rejected": {},
+               "repaired": sorted(damaged & {shards.shard_name(k) for k, _, _ in todo})}
 
     def on_done(record: dict[str, Any]) -> None:
         shards.commit_shard(out, record)

@@ -21,6 +21,8 @@ import io
 import json
 import math
 import os
+import secrets
+import socket
 import tarfile
 import time
 from dataclasses import dataclass, field
@@ -36,7 +38,7 @@ MANIFEST = "manifest.json"
 SHARD_DIR = "shards"
 KEY_DIGITS = 9
 SHARD_SUFFIX = ".tar"
-TMP_MARK = ".tmp-"  # a shard being written: shard-000003.tar.tmp-<pid>; never read
+TMP_MARK = ".tmp-"  # a file being written: shard-000003.tar.tmp-<host>-<pid>-<random>; never read
 EXTENSIONS = ("rgb.png", "depth.png", "inst.png", "json")
 
 
@@ -128,40 +130,84 @@ def sha256_file(path: Path) -> str:
     return h.hexdigest()
 
 
-def write_shard(path: Path, samples: list[Sample], depth_scale: float) -> dict[str, Any]:
-    """Write samples to `path` atomically: a temporary name first, renamed when complete.
+def temporary_name(path: Path) -> Path:
+    """Where a shard or manifest is written before its rename: NAME.tmp-HOST-PID-RANDOM (the host
+    and pid tell a rerun whether the writer is still alive)."""
+    return path.with_name(f"{path.name}{TMP_MARK}{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(4)}")
 
-    Returns the manifest record of the shard (name, first_index, count, sha256, bytes).
-    """
+
+def writer_alive(tmp: Path) -> bool:
+    """Whether the process writing temporary file `tmp` may still be running. A writer on another
+    host counts as alive (a shared file system cannot tell); one of this process, or gone, not."""
+    parts = tmp.name.rpartition(TMP_MARK)[2].rsplit("-", 2)
+    if len(parts) != 3 or not parts[1].isdigit():
+        return False
+    host, pid = parts[0], parts[1]
+    if host and host != socket.gethostname():
+        return True
+    if int(pid) == os.getpid():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def stage_shard(path: Path, samples: list[Sample], depth_scale: float) -> dict[str, Any]:
+    """Write samples to a temporary file beside `path` (fsynced). Returns the shard's manifest
+    record with "staged" = the temporary file; `commit_shard` renames it into place."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f"{path.name}{TMP_MARK}{os.getpid()}")
-    with tarfile.open(tmp, "w", format=tarfile.PAX_FORMAT) as tar:
-        for s in samples:
-            for ext, data in encode_sample(s, depth_scale).items():
-                info = tarfile.TarInfo(f"{s.key}.{ext}")
-                info.size = len(data)
-                info.mtime = 0  # byte-identical shards for identical samples
-                tar.addfile(info, io.BytesIO(data))
-    with open(tmp, "rb") as f:
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    tmp = temporary_name(path)
+    try:
+        with tarfile.open(tmp, "w", format=tarfile.PAX_FORMAT) as tar:
+            for s in samples:
+                for ext, data in encode_sample(s, depth_scale).items():
+                    info = tarfile.TarInfo(f"{s.key}.{ext}")
+                    info.size = len(data)
+                    info.mtime = 0  # byte-identical shards for identical samples
+                    tar.addfile(info, io.BytesIO(data))
+        with open(tmp, "rb") as f:
+            os.fsync(f.fileno())
+    except BaseException:
+        tmp.unlink(missing_ok=True)  # a full disk or a kill leaves no temporary file behind
+        raise
     return {
         "name": path.name,
         "first_index": samples[0].index if samples else None,
         "count": len(samples),
-        "sha256": sha256_file(path),
-        "bytes": path.stat().st_size,
+        "sha256": sha256_file(tmp),
+        "bytes": tmp.stat().st_size,
+        "staged": str(tmp),
     }
 
 
-def iter_shard(path: Path, depth_scale: float) -> Iterator[Sample]:
-    """Samples of one shard file, in order. Errors name the shard and the sample."""
+def write_shard(path: Path, samples: list[Sample], depth_scale: float) -> dict[str, Any]:
+    """Write samples to `path` atomically (a temporary name first, renamed when complete), outside
+    any dataset. Returns the shard's record (name, first_index, count, sha256, bytes)."""
+    record = stage_shard(path, samples, depth_scale)
+    os.replace(record.pop("staged"), path)
+    return record
+
+
+def iter_shard(path: Path, depth_scale: float, sha256: str | None = None) -> Iterator[Sample]:
+    """Samples of one shard file, in order. With `sha256`, the file's bytes are checked against it
+    first (one hash of bytes that are read anyway). Errors name the shard and the sample."""
     path = Path(path)
     current: int | None = None
     members: dict[str, bytes] = {}
     try:
-        with tarfile.open(path, "r") as tar:
+        data = path.read_bytes()
+    except OSError as e:
+        raise ShardError(f"{path}: unreadable shard ({e.strerror or e})") from None
+    if sha256 is not None and hashlib.sha256(data).hexdigest() != sha256:
+        raise ShardError(f"{path}: checksum mismatch: the file changed after it was committed (rerun the "
+                         "`simgen render` command that made it to repair it)")
+    try:
+        with tarfile.open(fileobj=io.BytesIO(data), mode="r") as tar:
             for info in tar:
                 if not info.isfile():
                     continue
@@ -235,11 +281,15 @@ def shard_spans(n: int, samples_per_shard: int) -> Iterator[tuple[int, int, int]
 def save_manifest(root: Path, manifest: dict[str, Any]) -> None:
     """Replace the manifest atomically (write a temporary file, fsync, rename)."""
     path = manifest_path(root)
-    tmp = path.with_name(f"{path.name}{TMP_MARK}{os.getpid()}")
-    tmp.write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n")
-    with open(tmp, "rb") as f:
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    tmp = temporary_name(path)
+    try:
+        tmp.write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n")
+        with open(tmp, "rb") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)  # a full disk leaves the old manifest and no temporary file
+        raise
 
 
 @contextlib.contextmanager
@@ -255,19 +305,48 @@ def manifest_lock(root: Path) -> Iterator[None]:
             fcntl.flock(f.fileno(), fcntl.LOCK_UN)
 
 
-def commit_shard(root: Path, record: dict[str, Any]) -> None:
-    """Add a written shard's record to the manifest (under the lock). A shard is committed once:
-    committing other contents under a committed name is an error, never a replacement."""
+def shard_intact(root: Path, record: dict[str, Any], verify: bool = False) -> bool:
+    """Cheap check of a committed shard file: present, of its recorded size and modification time
+    (a file whose time changed, e.g. copied, is hashed once). `verify`: always compare the sha256."""
+    path = Path(root) / SHARD_DIR / record["name"]
+    try:
+        st = path.stat()
+    except OSError:
+        return False
+    if st.st_size != record["bytes"]:
+        return False
+    if verify or record.get("mtime_ns") != st.st_mtime_ns:
+        return sha256_file(path) == record["sha256"]
+    return True
+
+
+def commit_shard(root: Path, record: dict[str, Any]) -> dict[str, Any]:
+    """Make a written shard part of the dataset, under the manifest lock: rename a staged file
+    into place (see `stage_shard`) and record it. A shard is committed once: when the dataset
+    already holds an intact shard of that name with at least these samples, it stays and the new
+    file is dropped; the same name with the same count but other contents is an error. Returns
+    the record that is committed."""
+    root = Path(root)
+    staged = record.pop("staged", None)
+    final = root / SHARD_DIR / record["name"]
     with manifest_lock(root):
         manifest = load_manifest(root)
         if manifest is None:
             raise ShardError(f"{root}: no {MANIFEST} to commit {record['name']} to")
         old = manifest["shards"].get(record["name"])
-        if old is not None and old["count"] >= record["count"] and old["sha256"] != record["sha256"]:
-            raise ShardError(f"{root}: {record['name']} is already committed with other contents "
-                             "(another job writes into this dataset with other options?); nothing was replaced")
+        if old is not None and old["count"] >= record["count"] and shard_intact(root, old):
+            if staged:
+                Path(staged).unlink(missing_ok=True)
+            if old["count"] == record["count"] and old["sha256"] != record["sha256"]:
+                raise ShardError(f"{root}: {record['name']} is already committed with other contents (another job "
+                                 "writes into this dataset with other options?); nothing was replaced")
+            return old
+        if staged:
+            os.replace(staged, final)
+        record["mtime_ns"] = final.stat().st_mtime_ns
         manifest["shards"][record["name"]] = record
         save_manifest(root, manifest)
+        return record
 
 
 # -------------------------------------------------------------------------------------- writing
@@ -330,7 +409,7 @@ class DatasetWriter:
         if self._pending:
             k = self._pending[0].index // self.manifest["samples_per_shard"]
             path = self.root / SHARD_DIR / shard_name(k)
-            commit_shard(self.root, write_shard(path, self._pending, self.manifest["depth"]["scale"]))
+            commit_shard(self.root, stage_shard(path, self._pending, self.manifest["depth"]["scale"]))
             self._pending = []
 
     def close(self) -> None:
@@ -379,12 +458,15 @@ class DatasetReader:
         """All samples the manifest asks for are committed."""
         return self.manifest.get("n") is not None and len(self) >= self.manifest["n"]
 
-    def iter_samples(self, shard_records: list[dict[str, Any]] | None = None) -> Iterator[Sample]:
+    def iter_samples(self, shard_records: list[dict[str, Any]] | None = None, verify: bool = True) -> Iterator[Sample]:
+        """Samples of the given committed shards (default: all), each shard checked against its
+        sha256 as it is read (verify=False skips that)."""
         for record in self.shards if shard_records is None else shard_records:
             path = self.shard_path(record)
             if not path.exists():
-                raise ShardError(f"{path}: listed in the manifest but missing")
-            yield from iter_shard(path, self.depth_scale)
+                raise ShardError(f"{path}: listed in the manifest but missing (rerun the `simgen render` command "
+                                 "that made it to repair it)")
+            yield from iter_shard(path, self.depth_scale, record["sha256"] if verify else None)
 
     def verify(self, record: dict[str, Any]) -> str | None:
         """None when the shard file matches its checksum, else what is wrong."""

@@ -309,8 +309,9 @@ def _choose_view(bproc, config: RenderConfig, scene: dict[str, Any], seed: int, 
 def render_shard(task: ShardTask, on_sample: Callable[[int], None] | None = None) -> dict[str, Any]:
     """Render samples [task.start, task.stop) and write them as shard file `task.shard_index`.
 
-    Returns the shard's manifest record (simgen.shards.write_shard) plus "rejected" ({reason:
-    count} of degenerate views) and "forced_views"; the runner commits it."""
+    Returns the shard's manifest record (simgen.shards.stage_shard: the file is still under its
+    temporary name) plus "rejected" ({reason: count} of degenerate views) and "forced_views"; the
+    runner commits it (simgen.shards.commit_shard renames it into place)."""
     config = RenderConfig.from_dict(task.config)
     bproc = import_blenderproc()
     _setup_renderer(bproc, config, task.threads)
@@ -345,7 +346,7 @@ def render_shard(task: ShardTask, on_sample: Callable[[int], None] | None = None
                 on_sample(1)
 
     out = Path(task.out) / shards.SHARD_DIR / shards.shard_name(task.shard_index)
-    record = shards.write_shard(out, samples, config.resolved_depth_scale())
+    record = shards.stage_shard(out, samples, config.resolved_depth_scale())
     record["rejected"] = rejected
     record["forced_views"] = sum(1 for s in samples if s.meta["view_forced"])
     return record

@@ -22,6 +22,19 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(skip)
 
 
+def make_sample(i, h=12, w=16, seed=0):
+    """A random sample of the shard format (index i), reproducible from (seed, i)."""
+    import numpy as np
+
+    from simgen import shards
+
+    rng = np.random.default_rng(seed + i)
+    depth = rng.uniform(0.3, 9.0, (h, w)).astype(np.float32)
+    depth[0, :3] = 0  # invalid pixels stay invalid
+    return shards.Sample(i, rng.integers(0, 256, (h, w, 3), dtype=np.uint8), depth,
+                         rng.integers(0, 40, (h, w)).astype(np.uint16), {"index": i, "instances": []})
+
+
 @pytest.fixture
 def simgen_cmd():
     """The CLI as a subprocess, the way users run it."""

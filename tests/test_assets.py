@@ -34,18 +34,24 @@ def test_check_lists_every_problem_with_a_fix(tmp_path):
         {"name": "huge", "file": "cube.obj", "category": "box", "placement": "floor", "family": "indoor", "scale": 100},
         {"name": "where", "file": "cube.obj", "category": "box", "placement": "ceiling", "family": "indoor", "scale": 1},
         {"name": "nosize", "file": "cube.obj", "category": "box", "placement": "road", "family": "outdoor"},
+        {"name": "giant", "file": "cube.obj", "category": "chair", "placement": "floor", "family": "indoor",
+         "size_m": [1000, 1000]},
     ], textures=[{"name": "t", "file": "nope.png"}])
     problems = check_library(lib)
     text = "\n".join(str(p) for p in problems)
     assert "missing.obj: mesh file missing" in text
     assert "broken.ply: unreadable mesh" in text
     assert "(huge): implausible size" in text
+    huge = next(p for p in problems if "(huge)" in str(p))
+    assert "scale 1 makes it 1 m" in huge.fix  # a fix the bad value does not already satisfy
+    giant = next(p for p in problems if "(giant)" in str(p))
+    assert "bad size_m [1000, 1000]" in str(giant) and "<= 100" in giant.fix
     assert "(where): unknown placement 'ceiling'" in text
     assert "(nosize): neither 'size_m' nor 'scale'" in text
     assert "nope.png: texture missing" in text
     assert "(ok)" not in text
     assert all(p.fix for p in problems)
-    with pytest.raises(AssetError, match="6 problem"):
+    with pytest.raises(AssetError, match="7 problem"):
         load_libraries([lib])
 
 
@@ -75,3 +81,29 @@ def test_draft_makes_a_manifest_that_check_accepts(tmp_path):
     assert check_library(shapenet) == []
     lib = load_libraries([shapenet])
     assert set(lib.textures[0]["maps"]) == {"color", "roughness", "normal"}
+
+
+def test_editing_a_referenced_mesh_changes_the_library_digest(tmp_path):
+    """A dataset records its libraries' digests: an edited mesh must read as another library."""
+    from simgen.assets import same_libraries
+
+    lib = tmp_path / "lib"
+    (lib / "box").mkdir(parents=True)
+    (lib / "box" / "model.obj").write_text(CUBE_OBJ)
+    (lib / "library.json").write_text(json.dumps(draft_manifest(lib)))
+    before = load_libraries([lib]).digests
+    assert load_libraries([lib]).digests == before  # stable; the second read uses the cache
+    assert (lib / ".simgen-digests.json").exists()
+    (lib / "box" / "model.obj").write_text(CUBE_OBJ + "# edited\n")
+    after = load_libraries([lib]).digests
+    assert after != before and not same_libraries(before, after)
+    old_style = [d.rsplit(":", 1)[0] for d in after]  # FOLDER:CRC, as datasets of earlier releases record
+    assert same_libraries(old_style, after)
+
+
+def test_an_obj_with_a_latin1_comment_is_measured(tmp_path):
+    from simgen.assets import mesh_extent
+
+    path = tmp_path / "chair.obj"
+    path.write_bytes(b"# chaise de caf\xe9\n" + CUBE_OBJ.encode())
+    assert mesh_extent(path) == [1.0, 1.0, 1.0]

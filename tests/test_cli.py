@@ -73,6 +73,14 @@ def test_missing_bpy_through_the_cli(monkeypatch, tmp_path, capsys):
     assert "simgen: error: `bpy` is not installed" in capsys.readouterr().err
 
 
+def test_inspect_max_samples_must_be_positive(synthetic_shards):
+    for bad in ("0", "-1"):
+        r = run(["inspect", str(synthetic_shards), "--max-samples", bad])
+        assert r.returncode == 2 and "--max-samples: must be positive" in r.stderr
+    r = run(["inspect", str(synthetic_shards), "--max-samples", "5"])
+    assert r.returncode == 0 and "statistics from 5 of 24 samples" in r.stdout
+
+
 def test_inspect_and_preview_of_a_non_dataset(tmp_path):
     r = run(["inspect", str(tmp_path)])
     assert r.returncode == 2 and "not a simgen dataset" in r.stderr

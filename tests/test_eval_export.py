@@ -104,7 +104,7 @@ def test_corrupt_shard_is_named(synthetic_shards, teacher_file, tmp_path):
     shard.write_bytes(shard.read_bytes()[:5000])
     from distill.data import ShardStream
     from simgen.shards import ShardError
-    with pytest.raises(ShardError, match=r"shard-000001\.tar near sample 00000000\d: corrupt or truncated"):
+    with pytest.raises(ShardError, match=r"shard-000001\.tar: checksum mismatch.*repair"):
         list(ShardStream([broken], SIZE.hw, augment=False, epochs=1))
     # through the CLI, with a teacher that loads: the one-line error names the shard
     r = run("train", "--shards", str(broken), "--teacher", str(teacher_file), "--out", str(tmp_path / "r"),
@@ -124,7 +124,7 @@ def test_a_shard_listed_but_missing_is_named_by_the_training_reader(synthetic_sh
 
 
 @pytest.mark.parametrize("args, message", [
-    (["train", "--shards", "/nonexistent", "--teacher", "x.pt", "--out", "o"], "--teacher x.pt: no such file"),
+    (["train", "--shards", "/nonexistent", "--teacher", "x.pt", "--out", "o"], "/nonexistent: no manifest.json"),
     (["train", "--teacher", "x.pt", "--out", "o"], "required: --shards"),
     (["train", "--shards", "s", "--teacher", "t", "--steps", "0"], "--steps must be at least 1"),
     (["eval", "--model", "m.pt", "--data", ".", "--input-size", "big"], "must be WIDTHxHEIGHT"),
@@ -137,9 +137,10 @@ def test_bad_input_gives_one_clear_line(tmp_path, args, message):
     assert r.returncode == 2 and message in r.stderr and "Traceback" not in r.stderr, r.stderr
 
 
-def test_missing_shards_are_named_once_the_teacher_loads(tmp_path, teacher_file):
-    r = run("train", "--shards", str(tmp_path / "nowhere"), "--teacher", str(teacher_file), "--out", str(tmp_path / "o"))
-    assert r.returncode == 2 and "nowhere: no manifest.json; not a simgen dataset" in r.stderr, r.stderr
+def test_a_missing_teacher_is_named(tmp_path, synthetic_shards):
+    r = run("train", "--shards", str(synthetic_shards), "--teacher", str(tmp_path / "nope.pt"), "--out", str(tmp_path / "o"))
+    assert r.returncode == 2 and f"--teacher {tmp_path / 'nope.pt'}: no such file" in r.stderr, r.stderr
+    assert not (tmp_path / "o").exists()
 
 
 def test_an_unexpected_error_keeps_its_traceback(tmp_path, monkeypatch):
@@ -165,3 +166,72 @@ def test_a_version_1_checkpoint_still_loads_with_its_size_read_as_height_width(t
     x = torch.rand(1, 3, 32, 64)
     with torch.no_grad():
         torch.testing.assert_close(loaded(x), model.eval()(x))
+
+
+def _rgb_depth_folder(root, frames):
+    """rgb/ + depth/ folder; frames: (name, rgb HxWx3 uint8, depth array) triples."""
+    (root / "rgb").mkdir(parents=True)
+    (root / "depth").mkdir()
+    for name, rgb, depth in frames:
+        Image.fromarray(rgb).save(root / "rgb" / f"{name}.png")
+        Image.fromarray(depth).save(root / "depth" / f"{name}.png")
+    return root
+
+
+def test_an_8_bit_depth_png_is_refused_with_the_fix(tmp_path):
+    from distill.data import DataError, RGBDFolder
+
+    root = _rgb_depth_folder(tmp_path / "d", [("a", np.zeros((8, 8, 3), np.uint8), np.full((8, 8), 200, np.uint8))])
+    with pytest.raises(DataError, match="uint8 depth image.*16-bit PNG.*--depth-scale"):
+        RGBDFolder(root)[0]
+
+
+def test_frames_of_other_sizes_and_rgb_depth_size_mismatch_are_evaluated_at_the_depths_size(tmp_path):
+    """KITTI-like: frames differ in size, and one frame's depth is half its RGB's size."""
+    depth_a = np.full((48, 64), 2000, np.uint16)
+    depth_b = np.full((20, 80), 2000, np.uint16)
+    depth_c = np.full((24, 32), 2000, np.uint16)
+    root = _rgb_depth_folder(tmp_path / "d", [("a", np.zeros((48, 64, 3), np.uint8), depth_a),
+                                               ("b", np.zeros((20, 80, 3), np.uint8), depth_b),
+                                               ("c", np.zeros((48, 64, 3), np.uint8), depth_c)])
+    r = evaluate_model(ConstantDepth(2.0), root, Size(64, 32), torch.device("cpu"), protocol="none", split=None,
+                       grid_path=tmp_path / "grid.png")
+    assert r["images"] == 3 and r["overall"]["abs_rel"] == pytest.approx(0.0, abs=1e-6)
+    assert Image.open(tmp_path / "grid.png").size[1] == 3 * (48 + 4)  # every row scaled to the first's height
+
+
+def test_exporting_an_exported_model_and_bad_out_paths_are_one_line(tmp_path):
+    model = build_depth_model("mobilenetv2", 0.1, 10.0)
+    save_checkpoint(tmp_path / "s.pt", model, "mobilenetv2", Size(64, 32), 0.1, 10.0)
+    import distill.cli as cli
+    assert cli.main(["export", "--model", str(tmp_path / "s.pt"), "--format", "torchscript", "--out",
+                     str(tmp_path / "s.ts")]) == 0
+    assert cli.main(["export", "--model", str(tmp_path / "s.ts"), "--format", "onnx", "--out", str(tmp_path / "x.onnx")]) == 2
+    assert cli.main(["export", "--model", str(tmp_path / "s.pt"), "--format", "onnx", "--out", str(tmp_path)]) == 2
+    (tmp_path / "afile").write_text("")
+    assert cli.main(["eval", "--model", str(tmp_path / "s.pt"), "--data", str(tmp_path), "--out",
+                     str(tmp_path / "afile")]) == 2
+    assert cli.main(["fit-teacher", "--data", str(tmp_path), "--out", str(tmp_path)]) == 2
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["mix-preview", "--shards", "s", "--out", "mixed", "--count", "2"], "must be a .png file name"),
+    (["mix-preview", "--shards", "s", "--out", "m.png", "--count", "0"], "must be positive"),
+    (["eval", "--model", "m.pt", "--data", ".", "--device", "cuda:7"], None),
+])
+def test_more_bad_flags(tmp_path, capsys, argv, message):
+    import distill.cli as cli
+    import torch as _torch
+
+    if message is None:  # a CUDA device this torch cannot see
+        if _torch.cuda.is_available():
+            pytest.skip("this machine has CUDA")
+        model = build_depth_model("mobilenetv2", 0.1, 10.0)
+        save_checkpoint(tmp_path / "m.pt", model, "mobilenetv2", Size(64, 32), 0.1, 10.0)
+        argv = [a if a != "m.pt" else str(tmp_path / "m.pt") for a in argv]
+        message = "sees no CUDA device"
+    try:
+        rc = cli.main(argv)
+    except SystemExit as e:
+        rc = e.code
+    assert rc == 2 and message in capsys.readouterr().err

@@ -6,8 +6,9 @@ import pytest
 
 from simgen import shards
 from simgen.config import RenderConfig
-from simgen.runner import DatasetError, _adopt_or_clean, iter_shard_ranges, open_dataset_for_render, plan
-from test_shards import make_sample
+from simgen.runner import (DatasetError, _adopt_or_clean, damaged_shards, iter_shard_ranges, open_dataset_for_render,
+                           plan, render)
+from conftest import make_sample
 
 
 def test_new_dataset_gets_a_manifest_with_config_seed_and_depth_semantics(tmp_path):
@@ -83,3 +84,60 @@ def test_job_array_parts_cover_every_shard_once():
     parts = list(iter_shard_ranges(n=1000, samples_per_shard=64, parts=4))
     covered = [k for a, b in parts for k in range(a, b)]
     assert covered == list(range(16))
+
+
+def _commit(out, k, indices):
+    return shards.commit_shard(out, shards.stage_shard(out / "shards" / shards.shard_name(k),
+                                                       [make_sample(i) for i in indices], 1000.0))
+
+
+def test_a_missing_or_damaged_committed_shard_is_planned_again(tmp_path):
+    out = tmp_path / "ds"
+    open_dataset_for_render(out, RenderConfig(samples_per_shard=2), seed=0, n=6)
+    for k in range(3):
+        _commit(out, k, range(2 * k, 2 * k + 2))
+    m = shards.load_manifest(out)
+    assert damaged_shards(out, m) == set() and plan(m, 6) == []
+    (out / "shards" / shards.shard_name(0)).unlink()
+    path = out / "shards" / shards.shard_name(1)
+    path.write_bytes(path.read_bytes()[:-100])  # truncated
+    assert damaged_shards(out, m) == {shards.shard_name(0), shards.shard_name(1)}
+    assert plan(m, 6, damaged=damaged_shards(out, m)) == [(0, 0, 2), (1, 2, 4)]
+    # a flipped bit with size and time kept: found only by the full check (--verify)
+    path = out / "shards" / shards.shard_name(2)
+    data = bytearray(path.read_bytes())
+    data[1700] ^= 1
+    st = path.stat()
+    path.write_bytes(bytes(data))
+    import os
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert shards.shard_name(2) not in damaged_shards(out, m)
+    assert shards.shard_name(2) in damaged_shards(out, m, verify=True)
+    # the repaired shard (same samples) replaces the damaged file under its committed name
+    _commit(out, 1, range(2, 4))
+    assert shards.shard_intact(out, shards.load_manifest(out)["shards"][shards.shard_name(1)], verify=True)
+
+
+def test_a_shard_range_past_the_end_is_an_error(tmp_path):
+    with pytest.raises(DatasetError, match="past the end: 8 samples make 2 shards"):
+        render(tmp_path / "ds", RenderConfig(samples_per_shard=4), seed=0, n=8, shard_range=(5, 7), show_progress=False)
+    assert not (tmp_path / "ds").exists()
+
+
+def test_a_live_writers_temporary_file_is_left_alone(tmp_path):
+    import os
+    import socket
+    live = tmp_path / f"shard-000000.tar.tmp-{socket.gethostname()}-{os.getppid()}-abcd"
+    dead = tmp_path / f"shard-000000.tar.tmp-{socket.gethostname()}-999999999-abcd"
+    assert shards.writer_alive(live) and not shards.writer_alive(dead)
+
+
+def test_a_family_without_objects_is_named(tmp_path):
+    from simgen.assets import BUILTIN_DIR, load_libraries
+    from simgen.runner import missing_families
+
+    builtin = load_libraries([BUILTIN_DIR])
+    assert missing_families(builtin, RenderConfig(scene="mixed")) == []
+    indoor_only = type(builtin)(meshes=[m for m in builtin.meshes if m["family"] == ["indoor"]])
+    assert missing_families(indoor_only, RenderConfig(scene="outdoor")) == ["outdoor"]
+    assert missing_families(indoor_only, RenderConfig(scene="mixed", indoor_ratio=1.0)) == []

@@ -5,15 +5,8 @@ import tarfile
 import numpy as np
 import pytest
 
+from conftest import make_sample
 from simgen import shards
-
-
-def make_sample(i, h=12, w=16, seed=0):
-    rng = np.random.default_rng(seed + i)
-    depth = rng.uniform(0.3, 9.0, (h, w)).astype(np.float32)
-    depth[0, :3] = 0  # invalid pixels stay invalid
-    return shards.Sample(i, rng.integers(0, 256, (h, w, 3), dtype=np.uint8), depth,
-                         rng.integers(0, 40, (h, w)).astype(np.uint16), {"index": i, "instances": []})
 
 
 def test_sample_round_trip_keeps_rgb_instances_and_depth_to_the_unit(tmp_path):
@@ -122,3 +115,87 @@ def test_a_committed_shard_is_not_replaced_by_other_contents(tmp_path):
         shards.commit_shard(tmp_path, other)
     assert shards.load_manifest(tmp_path)["shards"][shards.shard_name(0)] == committed
     shards.commit_shard(tmp_path, dict(committed, count=3, sha256="1" * 64))  # a short shard may grow (--n extended)
+
+
+def test_plain_webdataset_reads_a_shard_with_the_16_bit_decoder_of_the_docs(tmp_path):
+    """docs/shard-format.md: webdataset's own image decoders cut 16-bit PNGs to 8 bits; the
+    two-line decoder shown there keeps depth and instance ids exact."""
+    wds = pytest.importorskip("webdataset")
+    from PIL import Image
+
+    samples = [make_sample(i) for i in range(3)]
+    path = tmp_path / "shard-000000.tar"
+    shards.write_shard(path, samples, 1000.0)
+
+    def png16(key, data):  # the docs' decoder
+        if key.endswith(("depth.png", "inst.png")):
+            return np.array(Image.open(io.BytesIO(data)))
+
+    got = list(wds.WebDataset(str(path), shardshuffle=False).decode(png16, "rgb8"))
+    assert [g["__key__"] for g in got] == [s.key for s in samples]
+    for g, s in zip(got, samples):
+        assert g["depth.png"].dtype == np.uint16
+        np.testing.assert_array_equal(g["depth.png"], shards.encode_depth(s.depth, 1000.0))
+        np.testing.assert_array_equal(g["inst.png"], s.inst)
+        np.testing.assert_array_equal(g["rgb.png"], s.rgb)
+        assert g["json"]["index"] == s.index
+
+
+def test_a_flipped_bit_is_caught_by_the_checksum_on_read(tmp_path):
+    with shards.DatasetWriter(tmp_path / "ds", depth_scale=1000.0, max_depth_m=10.0, samples_per_shard=2) as w:
+        for i in range(2):
+            w.add(make_sample(i))
+    ds = shards.DatasetReader(tmp_path / "ds")
+    path = ds.shard_path(ds.shards[0])
+    data = bytearray(path.read_bytes())
+    data[1700] ^= 0x10  # inside the first sample's depth PNG data
+    path.write_bytes(bytes(data))
+    with pytest.raises(shards.ShardError, match="shard-000000.tar: checksum mismatch.*repair"):
+        list(ds.iter_samples())
+
+
+def test_a_concurrent_commit_never_replaces_a_fuller_shard(tmp_path):
+    """Two jobs with different --n into one dataset: the 2-sample version of shard 0 arriving after
+    the 4-sample one is dropped, and the committed file keeps its 4 samples."""
+    root = tmp_path / "ds"
+    root.mkdir()
+    shards.save_manifest(root, shards.new_manifest(depth_scale=1000.0, max_depth_m=10.0, samples_per_shard=4, n=4,
+                                                   config={}, seed=0, generator="test"))
+    target = root / "shards" / shards.shard_name(0)
+    full = shards.stage_shard(target, [make_sample(i) for i in range(4)], 1000.0)
+    short = shards.stage_shard(target, [make_sample(i) for i in range(2)], 1000.0)
+    shards.commit_shard(root, full)
+    kept = shards.commit_shard(root, short)
+    assert kept["count"] == 4
+    ds = shards.DatasetReader(root)
+    assert [s.index for s in ds.iter_samples()] == [0, 1, 2, 3]
+    assert not list((root / "shards").glob("*.tmp-*"))
+
+
+def test_inspect_names_the_repair_for_a_damaged_shard(tmp_path):
+    from simgen.report import format_report, inspect_dataset
+
+    with shards.DatasetWriter(tmp_path / "ds", depth_scale=1000.0, max_depth_m=10.0, samples_per_shard=2) as w:
+        for i in range(4):
+            w.add(make_sample(i))
+    (tmp_path / "ds" / "shards" / shards.shard_name(1)).unlink()
+    text = format_report(inspect_dataset(tmp_path / "ds"))
+    assert "CHECKSUMS FAILED: shard-000001.tar: missing" in text
+    assert "statistics from the 2 readable samples of 4" in text and "simgen render --out" in text
+
+
+def test_a_failed_manifest_write_leaves_the_old_manifest_and_no_temporary_file(tmp_path, monkeypatch):
+    import errno
+    import os
+    shards.save_manifest(tmp_path, {"format": shards.FORMAT_NAME, "version": 1, "shards": {}})
+    before = (tmp_path / "manifest.json").read_text()
+
+    def full_disk(*a, **k):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "replace", full_disk)
+    with pytest.raises(OSError, match="No space left"):
+        shards.save_manifest(tmp_path, {"format": shards.FORMAT_NAME, "version": 1, "shards": {"x": 1}})
+    monkeypatch.undo()
+    assert (tmp_path / "manifest.json").read_text() == before
+    assert [p.name for p in tmp_path.iterdir()] == ["manifest.json"]

@@ -13,7 +13,7 @@ import torch
 from distill.networks import build_depth_model
 from distill.teacher import TeacherError, TeacherSpec, load_teacher
 from distill.train import Distiller, TrainConfig, make_loader, train
-from simgen.options import ConfigError
+from simgen.options import ConfigError, Size
 
 from conftest import SIZE
 
@@ -218,3 +218,58 @@ def test_more_dataloader_workers_than_shards(tmp_path):
     loader = DataLoader(ShardStream([ds], SIZE.hw, buffer=2), batch_size=2, num_workers=2)
     batches = iter(loader)
     assert [next(batches)["rgb"].shape[0] for _ in range(5)] == [2] * 5  # the stream repeats epochs
+
+
+def _factory_teacher(tmp_path, monkeypatch, body):
+    pkg = tmp_path / "oddteacher"
+    pkg.mkdir(exist_ok=True)
+    (pkg / "__init__.py").write_text("import torch\n" + body)
+    monkeypatch.syspath_prepend(str(tmp_path))
+
+
+def test_teachers_that_cannot_be_depth_are_refused(tmp_path, monkeypatch):
+    _factory_teacher(tmp_path, monkeypatch,
+                     "class Neg(torch.nn.Module):\n"
+                     "    def forward(self, x):\n        return -1.0 - x[:, :1]\n"
+                     "class Wide(torch.nn.Module):\n"
+                     "    def forward(self, x):\n        return x[:, :1, :8, :].abs()\n")
+    with pytest.raises(TeacherError, match="negative values.*--teacher-output relative"):
+        load_teacher(TeacherSpec("oddteacher:Neg", input_size=SIZE))
+    assert load_teacher(TeacherSpec("oddteacher:Neg", input_size=SIZE, output="relative")).spec.output == "relative"
+    with pytest.raises(TeacherError, match="output is 64x8 for a 64x32 input: another aspect ratio"):
+        load_teacher(TeacherSpec("oddteacher:Wide", input_size=SIZE))
+
+
+def test_a_checkpoint_teacher_says_when_another_input_size_is_asked_for(teacher_file, capsys):
+    assert load_teacher(TeacherSpec(str(teacher_file))).spec.input_size == SIZE  # its own, unasked
+    t = load_teacher(TeacherSpec(str(teacher_file), input_size=Size(128, 64)))
+    assert t.spec.input_size == Size(128, 64) and "it was trained at 64x32" in capsys.readouterr().out
+    with pytest.raises(TeacherError, match="did you mean 64x32"):
+        load_teacher(TeacherSpec(str(teacher_file), input_size=Size(32, 64)))
+
+
+def test_a_run_that_fails_before_its_first_checkpoint_leaves_nothing_and_skip_corrupt_goes_on(
+        tmp_path, synthetic_shards, teacher_file, train_config, capsys):
+    import shutil
+    broken = tmp_path / "broken"
+    shutil.copytree(synthetic_shards, broken)
+    shard = broken / "shards" / "shard-000001.tar"
+    data = bytearray(shard.read_bytes())
+    data[2000] ^= 1
+    shard.write_bytes(bytes(data))
+    from simgen.shards import ShardError
+    with pytest.raises(ShardError, match="shard-000001.tar: checksum mismatch"):
+        train(train_config(broken, teacher_file, tmp_path / "run", steps=4, batch_size=8), show_progress=False)
+    assert not (tmp_path / "run").exists()
+    summary = train(train_config(broken, teacher_file, tmp_path / "run", steps=4, batch_size=8, skip_corrupt=True),
+                    show_progress=False)
+    assert summary["steps"] == 4 and "skipped" in capsys.readouterr().err
+
+
+def test_resume_from_a_moved_or_respelled_run_folder(tmp_path, synthetic_shards, teacher_file, train_config):
+    cfg = train_config(synthetic_shards, teacher_file, tmp_path / "run", steps=4, ckpt_every=2)
+    train(replace(cfg, steps=2), show_progress=False)  # stands in for a run killed at step 2 of 4
+    (tmp_path / "run" / "student.pt").unlink()
+    (tmp_path / "run").rename(tmp_path / "moved")
+    summary = train(replace(cfg, out=str(tmp_path / "moved") + "/", resume=True), show_progress=False)
+    assert summary["steps"] == 4
