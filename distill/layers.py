@@ -100,8 +100,26 @@ class BNStatsHook:
         self.handle.remove()
 
 
-def bn_layers(model: torch.nn.Module) -> list[torch.nn.modules.batchnorm._BatchNorm]:
-    return [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)
+class BatchNormInput(torch.nn.Module):
+    """An identity placed before a batch-norm operator that is not a module (in a torch.export
+    program: distill/exported.py). It carries the operator's running statistics, so that
+    BNStatsHook records its input and compares it as it does for a BatchNorm layer."""
+
+    track_running_stats = True
+
+    def __init__(self, running_mean: torch.Tensor, running_var: torch.Tensor):
+        super().__init__()
+        self.register_buffer("running_mean", running_mean, persistent=False)
+        self.register_buffer("running_var", running_var, persistent=False)
+        self.num_features = running_mean.numel()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x
+
+
+def bn_layers(model: torch.nn.Module) -> list[torch.nn.Module]:
+    """The BatchNorm layers (and BatchNormInput probes) with running statistics, in model order."""
+    return [m for m in model.modules() if isinstance(m, (torch.nn.modules.batchnorm._BatchNorm, BatchNormInput))
             and m.track_running_stats and m.running_mean is not None]
 
 

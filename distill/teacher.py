@@ -1,7 +1,10 @@
 """Loading the user's teacher, and what it is: input size, normalisation, output kind.
 
-Three ways in (`--teacher`):
-  * a TorchScript file (`model.pt` from torch.jit.save);
+Four ways in (`--teacher`):
+  * a torch.export program (`teacher.pt2` from torch.export.save; distill/exported.py): the
+    format PyTorch recommends, and the full method works through it;
+  * a TorchScript file (`model.pt` from torch.jit.save): plain KD (its BatchNorm layers cannot be
+    hooked);
   * `package.module:factory` plus `--teacher-weights state_dict.pt`: the factory builds the model;
   * a checkpoint of this project (`distill fit-teacher` or `distill train` output): its
     architecture and description travel with it.
@@ -140,7 +143,17 @@ def load_teacher(spec: TeacherSpec, device: str | torch.device = "cpu") -> Teach
 
 def _load_file(path: Path, spec: TeacherSpec) -> tuple[nn.Module, TeacherSpec]:
     from distill.checkpoint import CheckpointError, is_torchscript, load_model
+    from distill.exported import ExportError, is_exported_program, load_exported
 
+    if is_exported_program(path):
+        try:
+            model, size = load_exported(path)
+        except ExportError as e:
+            raise TeacherError(str(e)) from None
+        if spec.input_size and spec.input_size != size:  # an exported program runs at its own size only
+            raise TeacherError(f"--teacher-input-size {spec.input_size}: {path} was exported for {size} inputs"
+                               f"{swapped_hint(spec.input_size, size)}; leave the flag out or export it at that size")
+        return model, replace(spec, input_size=size)
     if is_torchscript(path):
         return torch.jit.load(str(path), map_location="cpu"), spec
     try:
@@ -180,9 +193,11 @@ def check_teacher(teacher: Teacher) -> None:
     """One forward pass at the input size: the output must be usable depth."""
     h, w = teacher.spec.input_size.hw
     device = teacher.mean.device
+    # its own generator: checking the teacher does not move the global RNG that initialises the student
+    probe = torch.rand(2, 3, h, w, generator=torch.Generator().manual_seed(0)).to(device)
     try:
         with torch.no_grad():
-            out = teacher(torch.rand(2, 3, h, w, device=device))
+            out = teacher(probe)
     except TeacherError:
         raise
     except Exception as e:
@@ -194,7 +209,7 @@ def check_teacher(teacher: Teacher) -> None:
         raise TeacherError(f"teacher output has negative values ({float(out.min()):.3g}), which {teacher.spec.output} "
                            "depth cannot be; if it predicts depth up to scale and shift, use --teacher-output relative")
     with torch.no_grad():
-        raw = teacher.raw_output(torch.rand(1, 3, h, w, device=device))
+        raw = teacher.raw_output(probe[:1])
     oh, ow = raw.shape[-2:]
     if abs((oh / ow) / (h / w) - 1) > OUTPUT_ASPECT_TOLERANCE:
         raise TeacherError(f"teacher output is {ow}x{oh} for a {w}x{h} input: another aspect ratio, so resizing it to "
@@ -205,6 +220,14 @@ def require_batchnorm(teacher: Teacher) -> list[nn.Module]:
     from distill.layers import bn_layers
 
     layers = bn_layers(teacher.model)
+    hidden = sum(1 for m in teacher.model.modules() if "BatchNorm" in getattr(m, "original_name", ""))
+    if not layers and isinstance(teacher.model, torch.jit.ScriptModule) and hidden:
+        raise TeacherError(f"the TorchScript teacher has {hidden} BatchNorm layers, but a loaded TorchScript module "
+                           "cannot be hooked, so the "
+                           "statistics loss of the transformation network cannot see them. Save the Python model "
+                           "with torch.export instead: torch.export.save(torch.export.export(model.eval(), "
+                           "(torch.rand(2, 3, H, W),), dynamic_shapes=({0: torch.export.Dim('batch')},)), "
+                           "'teacher.pt2'); or run with --transform off (plain KD)")
     if not layers:
         raise TeacherError("the teacher has no BatchNorm layers with running statistics, so the statistics loss "
                            "of the transformation network cannot be computed; run with --transform off (plain KD)")

@@ -29,6 +29,8 @@ import sys
 import time
 from pathlib import Path
 
+import torch
+
 from distill.checkpoint import save_checkpoint
 from distill.cli import main as distill_main
 from distill.compare import measure_model, metrics_table
@@ -89,6 +91,7 @@ def main() -> None:
 
     stage("4/4 evaluation on held-out target-domain frames")
     untrained = out / "untrained.pt"
+    torch.manual_seed(0)  # the reference's random weights, the same in every run
     save_checkpoint(untrained, build_depth_model("mobilenetv2", MIN_DEPTH, MAX_DEPTH), "mobilenetv2", size,
                     MIN_DEPTH, MAX_DEPTH)
     models = {"teacher (stand-in, ResNet-18)": (teacher, out / "grid-teacher.png"),

@@ -379,7 +379,7 @@ class DatasetWriter:
                 w.add(sample)
 
     A dataset left unclosed (an exception, a kill) has n = None and reads as incomplete. `simgen
-    render` uses the same pieces (new_manifest, shard_spans, write_shard, commit_shard) per shard."""
+    render` uses the same pieces (new_manifest, shard_spans, stage_shard, commit_shard) per shard."""
 
     def __init__(self, root: str | os.PathLike, *, depth_scale: float, max_depth_m: float,
                  samples_per_shard: int = 64, config: dict[str, Any] | None = None, seed: int = 0,
