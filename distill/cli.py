@@ -8,6 +8,7 @@
 
 Sizes are WIDTHxHEIGHT everywhere (as simgen's --resolution). --debug shows an error's traceback.
     distill mix-preview --shards shards/ --out mixed.png
+    distill teacher-check teacher.pt2 [--shards shards/]     (what train would find)
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 from distill import __version__
-from simgen.options import (ConfigError, Size, add_options, given, parse_size, png_path, positive_int,
+from simgen.options import (ConfigError, Size, add_options, given, on_off, parse_size, png_path, positive_int,
                             read_config_file, swapped_hint)
 
 
@@ -59,6 +60,17 @@ def build_parser() -> argparse.ArgumentParser:
     f = sub.add_parser("fit-teacher", help="supervised training of a reference teacher on RGB-D data")
     add_options(f, FitConfig, required=("data", "out"))
     _add_common(f)
+
+    c = sub.add_parser("teacher-check", help="load a teacher as train would: what it is and what it supports",
+                       description="Exits 2 with the reason when `distill train` would fail with this teacher.")
+    c.add_argument("teacher", help="TorchScript file, .pt2 program, checkpoint of this project, or package.module:factory")
+    add_options(c, TeacherSpec, prefix="teacher-", skip=("source",))
+    c.add_argument("--shards", help="simgen dataset whose first images the teacher runs on (default: built-in rooms)")
+    c.add_argument("--count", type=positive_int, default=8, help="images (default 8)")
+    c.add_argument("--transform", type=on_off, default=True,
+                   help="whether the run uses the transformation network, which needs BN statistics (default on)")
+    c.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default auto)")
+    _add_common(c)
 
     m = sub.add_parser("mix-preview", help="picture of object-wise mixed samples")
     m.add_argument("--shards", action="append", required=True, help="simgen dataset directory (repeatable)")
@@ -193,6 +205,22 @@ def _fit(a: argparse.Namespace) -> int:
     return 0
 
 
+def _teacher_check(a: argparse.Namespace) -> int:
+    from distill.runtime import pick_device
+    from distill.teacher import TeacherSpec
+    from distill.teacher_check import check, format_report
+
+    spec = TeacherSpec(**{**given(a, TeacherSpec, "teacher-"), "source": a.teacher})
+    report = check(spec, a.shards, a.count, pick_device(a.device))
+    print(format_report(report))
+    if report["bn_problem"]:
+        print(f"distill: {'error' if a.transform else 'note'}: {report['bn_problem']}", file=sys.stderr)
+        if a.transform:
+            return 2
+    print("distill: teacher ok for " + ("the full method" if a.transform else "plain KD (--transform off)"))
+    return 0
+
+
 def _mix_preview(a: argparse.Namespace) -> int:
     import numpy as np
     import torch
@@ -234,7 +262,8 @@ def user_errors() -> tuple[type[BaseException], ...]:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    handlers = {"train": _train, "eval": _eval, "export": _export, "fit-teacher": _fit, "mix-preview": _mix_preview}
+    handlers = {"train": _train, "eval": _eval, "export": _export, "fit-teacher": _fit, "mix-preview": _mix_preview,
+                "teacher-check": _teacher_check}
     try:
         return handlers[args.command](args)
     except KeyboardInterrupt:

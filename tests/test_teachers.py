@@ -91,3 +91,24 @@ def test_checking_a_teacher_leaves_the_global_rng_alone(tmp_path):
     before = torch.get_rng_state()
     load_teacher(TeacherSpec(str(teacher)))
     assert torch.equal(torch.get_rng_state(), before)
+
+
+def test_teacher_check_says_what_train_would_find(tmp_path, capsys, synthetic_shards):
+    import distill.cli as cli
+
+    exported = export(small_bn_depth_model(), tmp_path / "t.pt2")
+    assert cli.main(["teacher-check", str(exported), "--count", "2"]) == 0
+    out = capsys.readouterr().out
+    assert "torch.export program" in out and "64x32" in out and "2 layers hooked" in out
+    assert "transformation network (BN statistics): yes" in out and "teacher ok for the full method" in out
+    h, w = SIZE.hw
+    with pytest.warns(DeprecationWarning):
+        torch.jit.trace(small_bn_depth_model(), torch.rand(1, 3, h, w)).save(str(tmp_path / "t.ts"))
+    args = ["teacher-check", str(tmp_path / "t.ts"), "--teacher-input-size", str(SIZE), "--count", "2"]
+    assert cli.main(args) == 2  # train would fail with the full method ...
+    assert "cannot be hooked" in capsys.readouterr().err
+    assert cli.main(args + ["--transform", "off"]) == 0  # ... and runs plain KD
+    assert "teacher ok for plain KD" in capsys.readouterr().out
+    assert cli.main(["teacher-check", str(tmp_path / "nope.pt")]) == 2
+    assert cli.main(["teacher-check", str(exported), "--shards", str(synthetic_shards), "--count", "3"]) == 0
+    assert f"on 3 from {synthetic_shards}" in capsys.readouterr().out

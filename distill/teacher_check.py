@@ -1,0 +1,80 @@
+"""`distill teacher-check`: load a teacher exactly as `distill train` does and say what it is and
+which parts of the method it supports, before any run is started."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from distill.exported import ExportedModel
+from distill.teacher import Teacher, TeacherError, TeacherSpec, load_teacher, require_batchnorm
+
+LATENCY_REPEATS = 10  # single-image forward passes timed (median), after one untimed
+
+
+def teacher_format(teacher: Teacher) -> str:
+    model, source = teacher.model, teacher.spec.source
+    if isinstance(model, ExportedModel):
+        return "torch.export program (.pt2)"
+    if isinstance(model, torch.jit.ScriptModule):
+        return "TorchScript"
+    if Path(source).exists():
+        return "checkpoint of this project"
+    return f"factory {source}"
+
+
+def sample_images(hw: tuple[int, int], shards: str | None, n: int) -> torch.Tensor:
+    """n images at the teacher's input size: the first of a simgen dataset, or built-in synthetic rooms."""
+    from distill.data import ShardStream, to_tensors, resize_crop
+
+    if shards:
+        stream = ShardStream([shards], hw, augment=False, epochs=1, buffer=1)
+        items = [item["rgb"] for _, item in zip(range(n), iter(stream))]
+    else:
+        from simgen.synthetic import synthetic_sample
+
+        rng = np.random.default_rng(0)
+        items = [resize_crop(to_tensors(s.rgb, s.depth), hw, None)["rgb"]
+                 for s in (synthetic_sample(i, (120, 160), rng) for i in range(n))]
+    return torch.stack(items)
+
+
+def check(spec: TeacherSpec, shards: str | None = None, n: int = 8, device: str | torch.device = "cpu") -> dict[str, Any]:
+    """What `distill train` would find. Raises TeacherError (one line) where the teacher cannot be
+    loaded or run; `bn_problem` says why the transformation network could not use it, if so."""
+    teacher = load_teacher(spec, device)
+    report: dict[str, Any] = {"format": teacher_format(teacher), "input_size": str(teacher.spec.input_size),
+                              "mean": teacher.spec.mean, "std": teacher.spec.std, "output": teacher.spec.output}
+    try:
+        report["bn_layers"], report["bn_problem"] = len(require_batchnorm(teacher)), None
+    except TeacherError as e:
+        report["bn_layers"], report["bn_problem"] = 0, str(e)
+    images = sample_images(teacher.spec.input_size.hw, shards, n).to(device)
+    with torch.no_grad():
+        depth = teacher.depth(images)
+        times = []
+        for _ in range(LATENCY_REPEATS + 1):
+            t0 = time.perf_counter()
+            teacher(images[:1])
+            times.append(time.perf_counter() - t0)
+    report["images"] = f"{len(images)} from {shards}" if shards else f"{len(images)} built-in synthetic rooms"
+    report["depth_range"] = [float(depth.min()), float(depth.median()), float(depth.max())]
+    report["latency_ms"] = float(np.median(times[1:]) * 1000)
+    report["supports"] = {"plain KD": True, "object-wise mixing": True,
+                          "transformation network (BN statistics)": report["bn_problem"] is None}
+    return report
+
+
+def format_report(r: dict[str, Any]) -> str:
+    lo, med, hi = r["depth_range"]
+    lines = [f"format      {r['format']}",
+             f"input       {r['input_size']} (WIDTHxHEIGHT), RGB in [0, 1] normalised with mean {r['mean']} std {r['std']}",
+             f"output      {r['output']}; on {r['images']}: min {lo:.3g}, median {med:.3g}, max {hi:.3g}",
+             f"BatchNorm   {r['bn_layers']} layers hooked" if not r["bn_problem"] else "BatchNorm   none usable (see below)",
+             f"latency     {r['latency_ms']:.1f} ms per image (batch 1, median of {LATENCY_REPEATS})",
+             "supports    " + ", ".join(f"{k}: {'yes' if v else 'no'}" for k, v in r["supports"].items())]
+    return "\n".join(lines)
