@@ -29,7 +29,7 @@ def teacher_format(teacher: Teacher) -> str:
 
 def sample_images(hw: tuple[int, int], shards: str | None, n: int) -> torch.Tensor:
     """n images at the teacher's input size: the first of a simgen dataset, or built-in synthetic rooms."""
-    from distill.data import ShardStream, to_tensors, resize_crop
+    from distill.data import ShardStream, resize_crop, to_tensors
 
     if shards:
         stream = ShardStream([shards], hw, augment=False, epochs=1, buffer=1)

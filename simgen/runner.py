@@ -135,8 +135,10 @@ def damaged_shards(out: Path, manifest: dict[str, Any], verify: bool = False) ->
     for name, record in manifest["shards"].items():
         if not shards.shard_intact(out, record, verify):
             damaged.add(name)
-        elif record.get("mtime_ns") != (out / shards.SHARD_DIR / name).stat().st_mtime_ns:
-            retimed[name] = (out / shards.SHARD_DIR / name).stat().st_mtime_ns
+            continue
+        mtime = (out / shards.SHARD_DIR / name).stat().st_mtime_ns
+        if record.get("mtime_ns") != mtime:
+            retimed[name] = mtime
     if retimed:
         with shards.manifest_lock(out):
             current = shards.load_manifest(out)

@@ -470,9 +470,6 @@ class DatasetReader:
 
     def verify(self, record: dict[str, Any]) -> str | None:
         """None when the shard file matches its checksum, else what is wrong."""
-        path = self.shard_path(record)
-        if not path.exists():
+        if not self.shard_path(record).exists():
             return "missing"
-        if sha256_file(path) != record["sha256"]:
-            return "checksum mismatch"
-        return None
+        return None if shard_intact(self.root, record, verify=True) else "checksum mismatch"
