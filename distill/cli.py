@@ -1,14 +1,15 @@
 """`distill`: distill a depth teacher into a small student from simulated shards, evaluate, export.
 
     distill train --shards shards/ --teacher teacher.pt --out runs/s1 [--steps 2000]
+    distill train --shards shards/ --images my_photos/ --teacher teacher.pt2 --out runs/s2
     distill train --config runs/s1/config.json --out runs/s2    (the same run again)
     distill eval --model runs/s1/student.pt --data DIR [--protocol nyu] [--align median]
     distill export --model runs/s1/student.pt --format onnx|torchscript --out student.onnx
     distill fit-teacher --data DIR --out teacher.ckpt [--arch resnet34] [--input-size 320x224]
-
-Sizes are WIDTHxHEIGHT everywhere (as simgen's --resolution). --debug shows an error's traceback.
     distill mix-preview --shards shards/ --out mixed.png
     distill teacher-check teacher.pt2 [--shards shards/]     (what train would find)
+
+Sizes are WIDTHxHEIGHT everywhere (as simgen's --resolution). --debug shows an error's traceback.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 from distill import __version__
-from simgen.options import (ConfigError, Size, add_options, given, on_off, parse_size, png_path, positive_int,
+from simgen.options import (ConfigError, Size, add_options, auto_on_off, given, parse_size, png_path, positive_int,
                             read_config_file, swapped_hint)
 
 
@@ -38,11 +39,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--version", action="version", version=f"distill {__version__}")
     sub = p.add_subparsers(dest="command", required=True)
 
-    t = sub.add_parser("train", help="distill a teacher into a student on simgen shards",
-                       description="Every option is a field of distill.train.TrainConfig; OUT/config.json holds a run's "
-                                   "values and `--config OUT/config.json --out NEW` reproduces it.")
+    t = sub.add_parser("train", help="distill a teacher into a student on simgen shards (and/or unlabeled images)",
+                       description="Trains on --shards (simgen datasets), --images (unlabeled images: plain KD on "
+                                   "them), or both; one of them is required unless --config gives it. Every option is a "
+                                   "field of distill.train.TrainConfig; OUT/config.json holds a run's values and "
+                                   "`--config OUT/config.json --out NEW` reproduces it.")
     t.add_argument("--config", help="JSON config of an earlier run (OUT/config.json); flags given override it")
-    add_options(t, TrainConfig, required=("shards",), required_note="required unless --config gives it")
+    add_options(t, TrainConfig)
     add_options(t, TeacherSpec, prefix="teacher-", required=("source",), required_note="required unless --config gives it")
     add_options(t, MixConfig, prefix="mix-")
     _add_common(t)
@@ -63,12 +66,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     c = sub.add_parser("teacher-check", help="load a teacher as train would: what it is and what it supports",
                        description="Exits 2 with the reason when `distill train` would fail with this teacher.")
-    c.add_argument("teacher", help="TorchScript file, .pt2 program, checkpoint of this project, or package.module:factory")
+    c.add_argument("teacher", help=".pt2 program, TorchScript or ONNX file, checkpoint of this project, or "
+                   "package.module:factory")
     add_options(c, TeacherSpec, prefix="teacher-", skip=("source",))
     c.add_argument("--shards", help="simgen dataset whose first images the teacher runs on (default: built-in rooms)")
     c.add_argument("--count", type=positive_int, default=8, help="images (default 8)")
-    c.add_argument("--transform", type=on_off, default=True,
-                   help="whether the run uses the transformation network, which needs BN statistics (default on)")
+    c.add_argument("--transform", type=auto_on_off, nargs="?", const="on", default="auto", metavar="auto|on|off",
+                   help="as for train: on requires the transformation network (BN statistics reachable with "
+                        "gradients); auto uses it where it can (default auto)")
     c.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default auto)")
     _add_common(c)
 
@@ -106,7 +111,8 @@ def train_config_from_args(a: argparse.Namespace):
     values["mix"] = {**base.get("mix", {}), **given(a, MixConfig, "mix-")}
     if a.config and "resume" not in given(a, TrainConfig):
         values["resume"] = False  # a config file starts a new run unless --resume is typed
-    _require(values, ("shards",), {"shards": "--shards"})
+    if not values.get("shards") and not values.get("images"):
+        raise ConfigError("the following arguments are required: --shards DIR and/or --images DIR")
     _require(values["teacher"], ("source",), {"source": "--teacher"})
     return TrainConfig(**values)
 
@@ -213,11 +219,12 @@ def _teacher_check(a: argparse.Namespace) -> int:
     spec = TeacherSpec(**{**given(a, TeacherSpec, "teacher-"), "source": a.teacher})
     report = check(spec, a.shards, a.count, pick_device(a.device))
     print(format_report(report))
-    if report["bn_problem"]:
-        print(f"distill: {'error' if a.transform else 'note'}: {report['bn_problem']}", file=sys.stderr)
-        if a.transform:
+    full = a.transform != "off" and not report["bn_problem"]
+    if report["bn_problem"] and a.transform != "off":
+        print(f"distill: {'error' if a.transform == 'on' else 'note'}: {report['bn_problem']}", file=sys.stderr)
+        if a.transform == "on":
             return 2
-    print("distill: teacher ok for " + ("the full method" if a.transform else "plain KD (--transform off)"))
+    print("distill: teacher ok for " + ("the full method" if full else "plain KD with object-wise mixing"))
     return 0
 
 

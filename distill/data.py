@@ -131,7 +131,7 @@ class ShardStream(IterableDataset):
                         item = resize_crop(to_tensors(s.rgb, s.depth, thing_ids(s)), self.hw, rng if self.augment else None)
                         if self.augment:
                             item = augment(item, rng)
-                        buf.append(item)
+                        buf.append(dict(item, sim=torch.tensor(True)))
                         if len(buf) >= self.buffer:
                             yield buf.pop(rng.randrange(len(buf)))
                 except ShardError as e:
@@ -142,6 +142,105 @@ class ShardStream(IterableDataset):
             epoch += 1
         rng.shuffle(buf)
         yield from buf
+
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
+SHOWN_UNREADABLE = 3  # unreadable files named in a message; the rest are counted
+
+
+def list_images(source: str | Path) -> list[Path]:
+    """Image files of a folder (searched recursively, sorted), or of a text file listing one path per
+    line (relative to the file's folder; # starts a comment)."""
+    source = Path(source)
+    if source.is_dir():
+        return sorted(p for p in source.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+    if source.is_file() and source.suffix.lower() == ".txt":
+        lines = (line.split("#")[0].strip() for line in source.read_text().splitlines())
+        return [source.parent / line for line in lines if line]
+    raise DataError(f"--images {source}: not a folder of images or a .txt list of image paths")
+
+
+def readable_images(source: str | Path) -> list[Path]:
+    """The images of `source` whose header PIL reads; says how many others were skipped. Raises
+    DataError when none is readable. (Files damaged past their header are skipped while training.)"""
+    paths, bad = list_images(source), []
+    good = []
+    for path in paths:
+        try:
+            with Image.open(path) as im:
+                im.size  # the header is parsed on open: a file that is not an image fails here
+            good.append(path)
+        except (OSError, SyntaxError, ValueError) as e:
+            bad.append(f"{path.name} ({type(e).__name__})")
+    if not good:
+        raise DataError(f"--images {source}: no readable jpg/png image among {len(paths)} file(s)"
+                        + (f", e.g. {', '.join(bad[:SHOWN_UNREADABLE])}" if bad else ""))
+    if bad:
+        print(f"distill: --images {source}: {len(bad)} of {len(paths)} files unreadable, skipped: "
+              f"{', '.join(bad[:SHOWN_UNREADABLE])}{' ...' if len(bad) > SHOWN_UNREADABLE else ''}", file=sys.stderr)
+    return good
+
+
+class ImageStream(IterableDataset):
+    """Unlabeled images (--images) for plain KD, in the same item layout as ShardStream (depth and
+    instance ids are zero: they have none, so object-wise mixing leaves them alone; `sim` is
+    False). Files are shuffled per epoch with (seed, epoch) and dealt to ranks and workers; a file
+    that fails to decode is skipped and counted, never fatal."""
+
+    def __init__(self, paths: list[Path], hw: tuple[int, int], seed: int = 0, augment: bool = True):
+        if not paths:
+            raise DataError("no images to train on")
+        self.paths, self.hw, self.seed, self.augment = paths, hw, seed, augment
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __iter__(self) -> Iterator[dict[str, torch.Tensor]]:
+        rank, world = _rank_world()
+        info = get_worker_info()
+        wid, nw = (info.id, info.num_workers) if info else (0, 1)
+        rng = random.Random(f"images-{self.seed}-{rank}-{wid}")
+        epoch = skipped = 0
+        while True:
+            order = list(range(len(self.paths)))
+            random.Random(self.seed * EPOCH_SEED_STRIDE + epoch).shuffle(order)
+            mine = order[rank * nw + wid::world * nw] or order  # fewer images than readers: all read all
+            yielded = 0
+            for i in mine:
+                try:
+                    with Image.open(self.paths[i]) as im:
+                        rgb = np.array(im.convert("RGB"))
+                except (OSError, SyntaxError, ValueError) as e:
+                    skipped += 1
+                    print(f"distill: skipped {self.paths[i]}: unreadable ({e}); {skipped} skipped by this reader",
+                          file=sys.stderr)
+                    continue
+                item = resize_crop(to_tensors(rgb, np.zeros(rgb.shape[:2], np.float32)), self.hw,
+                                   rng if self.augment else None)
+                if self.augment:
+                    item = augment(item, rng)
+                yielded += 1
+                yield dict(item, sim=torch.tensor(False))
+            if not yielded:
+                raise DataError(f"none of {len(mine)} images could be read ({self.paths[mine[0]].parent})")
+            epoch += 1
+
+
+class Interleaved(IterableDataset):
+    """Batches of `counts[0]` samples of the first stream then `counts[1]` of the second: with a
+    DataLoader of batch size sum(counts), every batch holds exactly that share of each."""
+
+    def __init__(self, first: IterableDataset, second: IterableDataset, counts: tuple[int, int]):
+        self.first, self.second, self.counts = first, second, counts
+
+    def __iter__(self) -> Iterator[dict[str, torch.Tensor]]:
+        a, b = iter(self.first), iter(self.second)
+        while True:
+            try:
+                batch = [next(a) for _ in range(self.counts[0])] + [next(b) for _ in range(self.counts[1])]
+            except StopIteration:  # a reader with no shards of its own (more workers than shards)
+                return
+            yield from batch
 
 
 class RGBDFolder(Dataset):

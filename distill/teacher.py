@@ -1,16 +1,19 @@
 """Loading the user's teacher, and what it is: input size, normalisation, output kind.
 
-Four ways in (`--teacher`):
+Five ways in (`--teacher`):
   * a torch.export program (`teacher.pt2` from torch.export.save; distill/exported.py): the
     format PyTorch recommends, and the full method works through it;
   * a TorchScript file (`model.pt` from torch.jit.save): plain KD (its BatchNorm layers cannot be
     hooked);
+  * an ONNX file (`model.onnx`, run by onnxruntime; distill/onnx_teacher.py): plain KD, since no
+    gradient comes back through onnxruntime to the transformation network;
   * `package.module:factory` plus `--teacher-weights state_dict.pt`: the factory builds the model;
   * a checkpoint of this project (`distill fit-teacher` or `distill train` output): its
     architecture and description travel with it.
 The teacher is frozen and in eval mode. Its forward takes an image batch (B x 3 x H x W) after the
 description's normalisation and returns depth-like output (B x 1 x h x w, B x h x w, or a tuple /
-dict whose first tensor is that); it is resized to the input size.
+dict holding that: the first, or the one --teacher-output-key names); it is resized to the input size.
+What the output means is the spec's `output` kind (OUTPUT_KINDS); the KD loss follows from it.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from __future__ import annotations
 import importlib
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -25,7 +29,17 @@ from torch import nn
 
 from simgen.options import Size, as_size, option, parse_size, swapped_hint
 
-OUTPUT_KINDS = ("metric", "inverse", "relative")
+# what a teacher's output means, and so how the KD loss compares the student with it
+OUTPUT_KINDS = {
+    "metric": "depth in metres (x --teacher-scale if given)",
+    "inverse": "inverse depth in 1/m: depth = --teacher-scale (default 1) / output",
+    "disparity": "disparity with a known scale: depth = --teacher-scale / output (e.g. focal x baseline); "
+                 "--teacher-scale is required",
+    "relative": "relative inverse depth, up to scale and shift (MiDaS, Depth Anything): "
+                "scale-and-shift-invariant KD on inverse depth",
+    "relative-depth": "relative depth, up to scale and shift: scale-and-shift-invariant KD on depth",
+}
+RELATIVE_KINDS = ("relative", "relative-depth")
 DEFAULT_INPUT_SIZE = Size(320, 224)  # a teacher file that does not say its size is run at this
 # a teacher's output may be smaller than its input (it is resized), but not of another shape
 OUTPUT_ASPECT_TOLERANCE = 0.05
@@ -62,10 +76,21 @@ class TeacherSpec:
     mean: tuple[float, float, float] = option(IMAGENET_MEAN, "normalisation mean applied to [0, 1] RGB before the "
                                               "teacher", parse=parse_floats3, shown="ImageNet")
     std: tuple[float, float, float] = option(IMAGENET_STD, "normalisation std", parse=parse_floats3, shown="ImageNet")
-    output: str = option("metric", "what the teacher outputs: metric depth (m), inverse depth, or relative "
-                         "(depth up to scale and shift)", choices=OUTPUT_KINDS)
+    output: str = option("metric", "what the teacher outputs: " + "; ".join(f"{k}: {v}" for k, v in OUTPUT_KINDS.items()),
+                         choices=tuple(OUTPUT_KINDS))
+    scale: float | None = option(None, "metric scale of the output (see --teacher-output)", parse=float, shown="1")
+    output_key: str | None = option(None, "which output to use when the teacher returns a tuple or list (its "
+                                    "index) or a dict (its key, as str() writes it)", parse=str, shown="the first")
 
     def __post_init__(self) -> None:
+        if self.output not in OUTPUT_KINDS:
+            raise TeacherError(f"unknown teacher output kind {self.output!r}; choose one of {', '.join(OUTPUT_KINDS)}")
+        if self.output == "disparity" and not self.scale:
+            raise TeacherError("--teacher-output disparity needs --teacher-scale (focal length x baseline, so that "
+                               "depth = scale / disparity); without a known scale use --teacher-output relative")
+        if self.scale is not None and (self.scale <= 0 or self.output in RELATIVE_KINDS):
+            raise TeacherError(f"--teacher-scale {self.scale}: must be positive, and only for metric, inverse or "
+                               "disparity outputs (relative outputs have no scale)")
         if self.source and Path(self.source).exists():  # one spelling of a file: resume compares it
             self.source = str(Path(self.source).resolve())
         self.input_size = None if self.input_size is None else as_size(self.input_size)
@@ -92,17 +117,15 @@ class Teacher(nn.Module):
 
     def raw_output(self, image: torch.Tensor) -> torch.Tensor:
         """The model's depth-like output as it returns it (B x 1 x h x w), before resizing."""
-        out = self.model((image - self.mean) / self.std)
-        if isinstance(out, dict):
-            out = next(iter(out.values()))
-        if isinstance(out, (tuple, list)):
-            out = out[0]
-        if not torch.is_tensor(out):
-            raise TeacherError(f"teacher returned {type(out).__name__}, not a tensor")
+        returned = self.model((image - self.mean) / self.std)
+        out = select_output(returned, self.spec.output_key)
         if out.dim() == 3:
             out = out[:, None]
         if out.dim() != 4 or out.shape[1] != 1:
-            raise TeacherError(f"teacher output has shape {tuple(out.shape)}; expected B x 1 x H x W or B x H x W")
+            several = isinstance(returned, (dict, tuple, list)) and len(returned) > 1
+            raise TeacherError(f"teacher output has shape {tuple(out.shape)}; expected B x 1 x H x W or B x H x W"
+                               + ("; it returns several outputs: pick the depth one with --teacher-output-key"
+                                  if several else ""))
         return out
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
@@ -111,17 +134,56 @@ class Teacher(nn.Module):
             out = F.interpolate(out.float(), size=image.shape[-2:], mode="bilinear", align_corners=False)
         return out.float()
 
-    def depth(self, image: torch.Tensor) -> torch.Tensor:
-        """Output as positive depth-like values for the KD loss (metric or up to scale)."""
+    @property
+    def relative(self) -> bool:
+        return self.spec.output in RELATIVE_KINDS
+
+    def target(self, image: torch.Tensor) -> torch.Tensor:
+        """What the KD loss compares the student with: metric depth for metric, inverse and
+        disparity outputs; the output itself for relative ones (see `kd_loss`)."""
         out = self.forward(image)
-        if self.spec.output == "inverse":
-            return 1.0 / out.clamp_min(1e-6)
-        return out
+        scale = self.spec.scale or 1.0
+        if self.spec.output in ("inverse", "disparity"):
+            return scale / out.clamp_min(1e-6)
+        return out * scale if self.spec.output == "metric" else out
+
+
+def select_output(out: Any, key: str | None) -> torch.Tensor:
+    """The depth tensor of what a model returned: itself, or one entry of a tuple, list or dict."""
+    if isinstance(out, dict):
+        keys = list(out)
+        if key is None:
+            out = out[keys[0]]
+        else:
+            named = [k for k in keys if str(k) == key]
+            if not named:
+                raise TeacherError(f"--teacher-output-key {key}: the teacher's outputs are {', '.join(map(str, keys))}")
+            out = out[named[0]]
+    elif isinstance(out, (tuple, list)):
+        index = 0 if key is None else int(key) if key.lstrip("-").isdigit() else None
+        if index is None or not -len(out) <= index < len(out):
+            raise TeacherError(f"--teacher-output-key {key}: the teacher returns {len(out)} outputs; give an index "
+                               f"0-{len(out) - 1}")
+        out = out[index]
+    if not torch.is_tensor(out):
+        raise TeacherError(f"teacher returned {type(out).__name__}, not a tensor; pick its depth output with "
+                           "--teacher-output-key")
+    return out
+
+
+def kd_loss(output: str, student_depth: torch.Tensor, target: torch.Tensor, w_grad: float,
+            w_normal: float) -> dict[str, torch.Tensor]:
+    """The KD loss for a teacher of this output kind (`target` is `Teacher.target`)."""
+    from distill.layers import depth_kd_loss, ssi_kd_loss
+
+    if output == "relative":
+        return ssi_kd_loss(1.0 / student_depth, target, w_grad)
+    if output == "relative-depth":
+        return ssi_kd_loss(student_depth, target, w_grad)
+    return depth_kd_loss(student_depth, target, w_grad, w_normal)
 
 
 def load_teacher(spec: TeacherSpec, device: str | torch.device = "cpu") -> Teacher:
-    if spec.output not in OUTPUT_KINDS:
-        raise TeacherError(f"unknown teacher output kind {spec.output!r}; choose one of {', '.join(OUTPUT_KINDS)}")
     """The frozen teacher; its `.spec` is `spec` with what the file itself says filled in (the
     caller's spec is not changed)."""
     src = spec.source
@@ -144,6 +206,7 @@ def load_teacher(spec: TeacherSpec, device: str | torch.device = "cpu") -> Teach
 def _load_file(path: Path, spec: TeacherSpec) -> tuple[nn.Module, TeacherSpec]:
     from distill.checkpoint import CheckpointError, is_torchscript, load_model
     from distill.exported import ExportError, is_exported_program, load_exported
+    from distill.onnx_teacher import is_onnx
 
     if is_exported_program(path):
         try:
@@ -156,9 +219,13 @@ def _load_file(path: Path, spec: TeacherSpec) -> tuple[nn.Module, TeacherSpec]:
         return model, replace(spec, input_size=size)
     if is_torchscript(path):
         return torch.jit.load(str(path), map_location="cpu"), spec
+    if path.suffix.lower() == ".onnx":
+        return _load_onnx(path, spec)
     try:
         model, info = load_model(path)
     except CheckpointError as e:
+        if is_onnx(path):
+            return _load_onnx(path, spec)
         raise TeacherError(f"--teacher {e}; for a plain state dict give its builder as --teacher "
                            "package.module:factory and the file as --teacher-weights") from None
     # our models normalise inside and take [0, 1] images; they run at the size they were trained on
@@ -171,6 +238,19 @@ def _load_file(path: Path, spec: TeacherSpec) -> tuple[nn.Module, TeacherSpec]:
         print(f"distill: note: the teacher runs at --teacher-input-size {spec.input_size}; it was trained at "
               f"{info.input_size} (leave the flag out to use that)")
     return model, replace(spec, mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0), output="metric", input_size=size)
+
+
+def _load_onnx(path: Path, spec: TeacherSpec) -> tuple[nn.Module, TeacherSpec]:
+    from distill.onnx_teacher import OnnxError, load_onnx
+
+    try:
+        model, size = load_onnx(path)
+    except OnnxError as e:
+        raise TeacherError(str(e)) from None
+    if size and spec.input_size and spec.input_size != size:
+        raise TeacherError(f"--teacher-input-size {spec.input_size}: {path} was exported for {size} inputs"
+                           f"{swapped_hint(spec.input_size, size)}; leave the flag out or export it with dynamic axes")
+    return model, replace(spec, input_size=spec.input_size or size)
 
 
 def _load_factory(spec: TeacherSpec) -> nn.Module:
@@ -205,7 +285,7 @@ def check_teacher(teacher: Teacher) -> None:
                            f"check --teacher-input-size ({teacher.spec.input_size}, WIDTHxHEIGHT)") from None
     if not torch.isfinite(out).all():
         raise TeacherError("teacher output has NaN or inf on a random input")
-    if teacher.spec.output in ("metric", "inverse") and (out < 0).any():
+    if not teacher.relative and (out < 0).any():
         raise TeacherError(f"teacher output has negative values ({float(out.min()):.3g}), which {teacher.spec.output} "
                            "depth cannot be; if it predicts depth up to scale and shift, use --teacher-output relative")
     with torch.no_grad():
@@ -217,7 +297,12 @@ def check_teacher(teacher: Teacher) -> None:
 
 
 def require_batchnorm(teacher: Teacher) -> list[nn.Module]:
+    """The teacher's BatchNorm layers the statistics loss hooks; TeacherError says why there are none."""
     from distill.layers import bn_layers
+    from distill.onnx_teacher import NO_GRADIENT, OnnxModel
+
+    if isinstance(teacher.model, OnnxModel):
+        raise TeacherError(NO_GRADIENT)
 
     layers = bn_layers(teacher.model)
     hidden = sum(1 for m in teacher.model.modules() if "BatchNorm" in getattr(m, "original_name", ""))

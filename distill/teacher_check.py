@@ -11,6 +11,7 @@ import numpy as np
 import torch
 
 from distill.exported import ExportedModel
+from distill.onnx_teacher import OnnxModel
 from distill.teacher import Teacher, TeacherError, TeacherSpec, load_teacher, require_batchnorm
 
 LATENCY_REPEATS = 10  # single-image forward passes timed (median), after one untimed
@@ -20,6 +21,8 @@ def teacher_format(teacher: Teacher) -> str:
     model, source = teacher.model, teacher.spec.source
     if isinstance(model, ExportedModel):
         return "torch.export program (.pt2)"
+    if isinstance(model, OnnxModel):
+        return "ONNX (onnxruntime)"
     if isinstance(model, torch.jit.ScriptModule):
         return "TorchScript"
     if Path(source).exists():
@@ -55,7 +58,7 @@ def check(spec: TeacherSpec, shards: str | None = None, n: int = 8, device: str 
         report["bn_layers"], report["bn_problem"] = 0, str(e)
     images = sample_images(teacher.spec.input_size.hw, shards, n).to(device)
     with torch.no_grad():
-        depth = teacher.depth(images)
+        depth = teacher.target(images)
         times = []
         for _ in range(LATENCY_REPEATS + 1):
             t0 = time.perf_counter()

@@ -7,6 +7,7 @@ step). Every part is one flag, so the paper's ablations are a loop over flags.
 
 from __future__ import annotations
 
+import argparse
 import json
 import math
 import random
@@ -22,15 +23,15 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
 from distill.checkpoint import read_checkpoint, save_checkpoint
-from distill.data import ShardStream
-from distill.layers import BNStatsHook, depth_kd_loss, ssi_kd_loss
+from distill.data import ImageStream, Interleaved, ShardStream, readable_images
+from distill.layers import BNStatsHook
 from distill.mixing import MixConfig, mix_objects
 from distill.networks import ARCHITECTURES, build_depth_model, count_macs, count_params
 from distill.networks.transform import TransformNet
 from distill.runtime import (PRECISIONS, autocast, contiguous_state, describe_precision, memory_format, pick_device,
                              resolve_precision, to_memory_format)
-from distill.teacher import TeacherSpec, load_teacher, require_batchnorm
-from simgen.options import ConfigError, field_names, option
+from distill.teacher import TeacherError, TeacherSpec, kd_loss, load_teacher, require_batchnorm
+from simgen.options import ConfigError, auto_on_off, field_names, option
 from simgen.shards import DatasetReader
 
 CHECKPOINT = "checkpoint.pt"   # the latest state, for --resume
@@ -52,6 +53,11 @@ class TrainConfig:
     from these fields (simgen/options.py); OUT/config.json holds them and `--config` reads it back."""
 
     shards: list[str] = option([], "simgen dataset directory", repeat=True, metavar="DIR")
+    images: list[str] = option([], "unlabeled images for KD: a folder (jpg/png, searched recursively, any sizes) or a "
+                               ".txt list of image paths; combinable with --shards (see --images-share)",
+                               repeat=True, metavar="DIR")
+    images_share: float = option(0.5, "share of each batch taken from --images when --shards is given too (object-wise "
+                                 "mixing applies to the shard samples only)")
     out: str = option("runs/distill", "run directory (checkpoint.pt, student.pt, config.json, tb/)")
     teacher: dict[str, Any] = option({}, "TeacherSpec fields (flags --teacher, --teacher-*)", cli=False)
     student: str = option("mobilenetv2", "student architecture", choices=ARCHITECTURES)
@@ -67,7 +73,9 @@ class TrainConfig:
     clip: float = option(1.0, "gradient norm clip of student and transformation network")
     mixing: bool = option(True, "object-wise mixing")
     mix: dict[str, Any] = option(lambda: asdict(MixConfig()), "MixConfig fields (flags --mix-*)", cli=False)
-    transform: bool = option(True, "transformation network T")
+    transform: str = option("auto", "transformation network T: on, off, or auto (on where the teacher supports "
+                            "it: BatchNorm layers reachable with gradients; otherwise plain KD, said at start)",
+                            parse=auto_on_off)
     transform_steps: int = option(1, "T updates per student update")
     w_bn: float = option(1.0, "weight of T's BatchNorm-statistics loss")
     bn_loss: str = option("sum", "BN term of T: plain sum over layers, or each layer normalised by its running "
@@ -97,9 +105,17 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         self.shards = [str(Path(s).resolve()) for s in self.shards]
+        self.images = [str(Path(s).resolve()) for s in self.images]
+        if self.shards and self.images and not 0 < self.images_share < 1:
+            raise ConfigError(f"--images-share must be between 0 and 1 when --shards and --images are both given, "
+                              f"got {self.images_share}")
         known = field_names(TeacherSpec)  # a version-1 run's spec may carry keys since removed
         self.teacher = TeacherSpec(**{k: v for k, v in self.teacher.items() if k in known}).to_dict()
         self.mix = asdict(MixConfig(**self.mix))
+        try:
+            self.transform = auto_on_off(self.transform)
+        except argparse.ArgumentTypeError as e:
+            raise ConfigError(f"--transform: {e}") from None
         for name in ("steps", "batch_size", "transform_steps", "log_every", "ckpt_every", "val_every"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
@@ -107,8 +123,18 @@ class TrainConfig:
             raise ConfigError(f"bn_loss {self.bn_loss!r}: choose 'sum' or 'normalized'")
         if self.workers < 0:
             raise ConfigError(f"--workers must be 0 or more, got {self.workers}")
+        if self.shards and self.images and self.image_count() in (0, self.batch_size):
+            raise ConfigError(f"--images-share {self.images_share} of --batch-size {self.batch_size} leaves "
+                              f"{self.image_count()} image(s) per batch; choose a share that mixes both")
         if not 0 < self.min_depth < self.max_depth:
             raise ConfigError(f"need 0 < --min-depth < --max-depth, got {self.min_depth} and {self.max_depth}")
+
+
+    def image_count(self) -> int:
+        """Samples per batch taken from --images."""
+        if not self.images:
+            return 0
+        return self.batch_size if not self.shards else round(self.images_share * self.batch_size)
 
 
 def lr_lambda(warmup: int, total: int):
@@ -154,10 +180,10 @@ class Distiller:
         # the modules themselves; under DDP the forward passes go through the wrappers below
         self.student = to_memory_format(build_depth_model(cfg.student, cfg.min_depth, cfg.max_depth,
                                                           cfg.student_imagenet).to(self.device), cfg.channels_last)
-        self.transform = to_memory_format(TransformNet().to(self.device), cfg.channels_last) if cfg.transform else None
-        self.bn_hooks: list[BNStatsHook] = []
-        if cfg.transform and cfg.w_bn > 0:
-            self.bn_hooks = [BNStatsHook(m, all_reduce=self.world > 1) for m in require_batchnorm(self.teacher)]
+        bn_layers, self.plain_kd_reason = self._bn_layers()
+        self.transform = (to_memory_format(TransformNet().to(self.device), cfg.channels_last)
+                          if cfg.transform == "on" or (cfg.transform == "auto" and not self.plain_kd_reason) else None)
+        self.bn_hooks = [BNStatsHook(m, all_reduce=self.world > 1) for m in bn_layers] if self.transform else []
         self.student_fwd, self.transform_fwd = self.student, self.transform
         if self.world > 1:
             self.student_fwd = torch.nn.parallel.DistributedDataParallel(self.student)
@@ -171,16 +197,35 @@ class Distiller:
             self.sched_t = torch.optim.lr_scheduler.LambdaLR(self.opt_t, lr_lambda(cfg.warmup, cfg.steps))
         self.mix_cfg = MixConfig(**cfg.mix)
         self.mix_gen = torch.Generator().manual_seed(cfg.seed + MIX_SEED_STRIDE * self.rank)
-        self.relative = self.spec.output == "relative"
         self.step = 0
         self.last_images: dict[str, torch.Tensor] = {}  # a few images of the last step, for TensorBoard
 
+    def _bn_layers(self) -> tuple[list, str | None]:
+        """The teacher's BN layers for T's statistics loss, or why there are none. With --transform
+        on that is an error; with auto the run is plain KD."""
+        if self.cfg.transform == "off" or self.cfg.w_bn <= 0:
+            return [], None
+        try:
+            return require_batchnorm(self.teacher), None
+        except TeacherError as e:
+            if self.cfg.transform == "on":
+                raise
+            return [], str(e)
+
+    def describe_method(self) -> str:
+        parts = ["KD (" + ("scale-and-shift-invariant, " if self.teacher.relative else "") +
+                 f"teacher output: {self.spec.output})"]
+        parts += ["object-wise mixing"] if self.cfg.mixing else []
+        if self.transform is not None:
+            parts.append(f"transformation network ({len(self.bn_hooks)} BN layers hooked)")
+        elif self.plain_kd_reason:
+            parts.append(f"no transformation network (--transform auto: {self.plain_kd_reason})")
+        return " + ".join(parts)
+
     # ----------------------------------------------------------------------------------- losses
 
-    def kd(self, student_depth: torch.Tensor, teacher_depth: torch.Tensor) -> dict[str, torch.Tensor]:
-        if self.relative:
-            return ssi_kd_loss(1.0 / student_depth, teacher_depth, self.cfg.w_grad)
-        return depth_kd_loss(student_depth, teacher_depth, self.cfg.w_grad, self.cfg.w_normal)
+    def kd(self, student_depth: torch.Tensor, target: torch.Tensor) -> dict[str, torch.Tensor]:
+        return kd_loss(self.spec.output, student_depth, target, self.cfg.w_grad, self.cfg.w_normal)
 
     def _ctx(self):
         return autocast(self.device, self.precision)
@@ -195,7 +240,7 @@ class Distiller:
             with self._ctx():
                 x_t = self.transform_fwd(rgb).clamp(0, 1)
                 if self.bn_hooks or cfg.w_adv > 0:
-                    t_depth = self.teacher.depth(x_t)
+                    t_depth = self.teacher.target(x_t)
                 if cfg.w_adv > 0:
                     self.student.eval()
                     s_depth = self.student_fwd(x_t)
@@ -228,9 +273,13 @@ class Distiller:
         cfg = self.cfg
         rgb = batch["rgb"].to(self.device, non_blocking=True)
         logs: dict[str, float] = {}
-        if cfg.mixing:
-            rgb, _, _, pasted = mix_objects(rgb, batch["depth"].to(self.device), batch["inst"].to(self.device),
-                                            self.mix_cfg, self.mix_gen)
+        sim = batch.get("sim", torch.ones(len(rgb), dtype=torch.bool))  # --images samples: False
+        if cfg.mixing and sim.any():  # only simulated samples have instance masks
+            on = sim.to(self.device)
+            mixed, _, _, pasted = mix_objects(rgb[on], batch["depth"][sim].to(self.device),
+                                              batch["inst"][sim].to(self.device), self.mix_cfg, self.mix_gen)
+            rgb = rgb.clone()
+            rgb[on] = mixed
             logs["mix_pixels"] = pasted.float().mean().item()
         rgb = rgb.contiguous(memory_format=self.memory_format)
         t_depth = None
@@ -240,7 +289,7 @@ class Distiller:
         self.student.train()
         if t_depth is None:
             with torch.no_grad(), self._ctx():
-                t_depth = self.teacher.depth(rgb)
+                t_depth = self.teacher.target(rgb)
         with self._ctx():
             s_depth = self.student_fwd(rgb)
         losses = self.kd(s_depth.float(), t_depth.float())
@@ -328,8 +377,15 @@ def check_run_directory(cfg: TrainConfig) -> dict[str, Any] | None:
     return None
 
 
-def make_loader(cfg: TrainConfig, hw: tuple[int, int]) -> DataLoader:
-    stream = ShardStream(cfg.shards, hw, seed=cfg.seed, skip_corrupt=cfg.skip_corrupt)
+def make_loader(cfg: TrainConfig, hw: tuple[int, int], image_paths: list[Path] = ()) -> DataLoader:
+    """Batches of shard samples, of --images, or of both in the --images-share (same order for a seed)."""
+    n_images = cfg.image_count()
+    stream = None
+    if cfg.shards:
+        stream = ShardStream(cfg.shards, hw, seed=cfg.seed, skip_corrupt=cfg.skip_corrupt)
+    if image_paths:
+        images = ImageStream(image_paths, hw, seed=cfg.seed)
+        stream = images if stream is None else Interleaved(stream, images, (cfg.batch_size - n_images, n_images))
     return DataLoader(stream, batch_size=cfg.batch_size, num_workers=cfg.workers, drop_last=True,
                       persistent_workers=cfg.workers > 0, pin_memory=torch.cuda.is_available())
 
@@ -341,19 +397,22 @@ def train(cfg: TrainConfig, show_progress: bool = True) -> dict[str, Any]:
     finished = check_run_directory(cfg)
     if finished is not None:
         return finished
-    for root in cfg.shards:  # a bad --shards is reported before any model is built
+    if not cfg.shards and not cfg.images:
+        raise ConfigError("nothing to train on: give --shards DIR (simgen datasets) and/or --images DIR")
+    for root in cfg.shards:  # a bad --shards or --images is reported before any model is built
         DatasetReader(root)
+    image_paths = [p for source in cfg.images for p in readable_images(source)]
     created = not out.exists()
     out.mkdir(parents=True, exist_ok=True)
     try:
-        return _run(cfg, out, show_progress)
+        return _run(cfg, out, show_progress, image_paths)
     except BaseException:
         if created and not (out / CHECKPOINT).exists():
             shutil.rmtree(out, ignore_errors=True)  # failed before its first checkpoint: leave nothing behind
         raise
 
 
-def _run(cfg: TrainConfig, out: Path, show_progress: bool) -> dict[str, Any]:
+def _run(cfg: TrainConfig, out: Path, show_progress: bool, image_paths: list[Path]) -> dict[str, Any]:
     from tqdm import tqdm
 
     ckpt_path = out / CHECKPOINT
@@ -368,8 +427,13 @@ def _run(cfg: TrainConfig, out: Path, show_progress: bool) -> dict[str, Any]:
               f"{len(d.bn_hooks)} BN layers hooked; device {d.device}, "
               f"{'channels_last' if cfg.channels_last else 'contiguous'} layout, "
               f"{describe_precision(cfg.precision, d.precision, d.device)}")
+        print(f"method: {d.describe_method()}")
+        if image_paths:
+            n = cfg.image_count()
+            print(f"data: {n} of {cfg.batch_size} images per batch from --images ({len(image_paths)} files)"
+                  + (f", {cfg.batch_size - n} from --shards" if cfg.shards else ""))
     writer = _tensorboard(out / "tb") if d.rank == 0 else None
-    loader = make_loader(cfg, d.hw)
+    loader = make_loader(cfg, d.hw, image_paths)
     batches = iter(loader)
     # exact resume: the stream is a function of the seed, so skip the batches already used
     for _ in range(d.step):

@@ -41,7 +41,7 @@ from simgen.options import Size, parse_size
 from simgen.synthetic import write_synthetic_dataset
 
 REFERENCE = dict(precision="fp32", channels_last=False, refresh_kd_target=True)
-METHODS = {"full": dict(mixing=True, transform=True), "kd": dict(mixing=False, transform=False)}
+METHODS = {"full": dict(mixing=True, transform="on"), "kd": dict(mixing=False, transform="off")}
 
 
 def matmul_gflops(device: torch.device, precision: str, n: int = 2048, repeats: int = 10) -> float:

@@ -46,7 +46,7 @@ def first_batch(stream, n: int) -> dict[str, torch.Tensor]:
 def bn_report(teacher, hooks, rgb: torch.Tensor) -> tuple[np.ndarray, np.ndarray, torch.Tensor]:
     """Per-layer raw BN loss and normalised BN loss, and the teacher's depth."""
     with torch.no_grad():
-        depth = teacher.depth(rgb)
+        depth = teacher.target(rgb)
     raw = [h.loss().item() for h in hooks]
     norm = [h.loss(normalized=True).item() for h in hooks]
     return np.array(raw), np.array(norm), depth

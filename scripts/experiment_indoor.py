@@ -4,7 +4,8 @@
     python scripts/experiment_indoor.py --data ../shared/data/rgbd-indoor [--profile cpu|gpu|smoke] [--out out/experiment]
 
 The data folder is research data: it is read in place, never copied into the project; derived
-files (a shard copy of the real train split for row b, noise images for row h) go under --out.
+files (the list of real train images row b distils on with `--images`, noise images for row h) go
+under --out.
 
 Rows (every student: MobileNetV2, same steps, batch and schedule):
   teacher  ResNet-18 fitted on split=train with ground truth (`distill fit-teacher`)
@@ -88,14 +89,14 @@ class Row:
         return "-s" not in self.id
 
 
-PLAIN_KD = {"mixing": False, "transform": False}
-METHOD = {"mixing": True, "transform": True}
+PLAIN_KD = {"mixing": False, "transform": "off"}
+METHOD = {"mixing": True, "transform": "on"}
 ROWS = [
     Row("b", "b KD, real train images", "real", PLAIN_KD),
     Row("c", "c KD, raw sims (seed 0)", "sims", PLAIN_KD),
     Row("c-s1", "c KD, raw sims (seed 1)", "sims", {**PLAIN_KD, "seed": 1}),
-    Row("d", "d c + mixing", "sims", {"mixing": True, "transform": False}),
-    Row("e", "e c + transformation", "sims", {"mixing": False, "transform": True}),
+    Row("d", "d c + mixing", "sims", {"mixing": True, "transform": "off"}),
+    Row("e", "e c + transformation", "sims", {"mixing": False, "transform": "on"}),
     Row("f", "f c + both (seed 0)", "sims", METHOD),
     Row("f-s1", "f c + both (seed 1)", "sims", {**METHOD, "seed": 1}),
     Row("g", "g f, 1/6 of the sims", "sims-sixth", METHOD),
@@ -116,20 +117,12 @@ VARIANTS = [
 ]
 
 
-def real_train_as_shards(data: Path, out: Path) -> Path:
-    """The real train split in the shard format (depth kept; no instances), for KD row b."""
-    config = {"source": str(data), "split": "train"}
-    if shards.holds_complete_dataset(out, config):
-        return out
+def real_train_list(data: Path, out: Path) -> Path:
+    """The real train split's images as an `--images` list (paths into the data folder, read in
+    place), for KD row b."""
     ds = RGBDFolder(data, 1000.0, "train")
-    with shards.DatasetWriter(out, depth_scale=1000.0, max_depth_m=10.0, config=config,
-                              generator="scripts/experiment_indoor.py") as writer:
-        for i in range(len(ds)):
-            it = ds[i]
-            rgb = (it["rgb"].permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
-            depth = it["depth"][0].numpy()
-            writer.add(shards.Sample(i, rgb, depth, np.zeros(depth.shape, np.uint16),
-                                     {"index": i, "instances": [], "scene_family": it["scene"]}))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text("".join(f"{Path(item['rgb']).resolve()}\n" for item in ds.items))
     return out
 
 
@@ -203,14 +196,16 @@ def prepare_images(p: Profile, out: Path, data: Path, show: bool) -> dict[str, P
     cfg = RenderConfig(scene="indoor", resolution=p.resolution, samples_per_shard=p.samples_per_shard)
     render(sims, cfg, seed=0, n=p.n_sim, show_progress=show)
     render(sims_sixth, cfg, seed=0, n=max(2, p.n_sim // 6), show_progress=show)
-    return {"sims": sims, "sims-sixth": sims_sixth, "real": real_train_as_shards(data, out / "real-train-shards"),
+    return {"sims": sims, "sims-sixth": sims_sixth, "real": real_train_list(data, out / "real-train-images.txt"),
             "no-scene": patch_shuffled(sims, out / "no-scene")}
 
 
 def train_row(row: Row, base: TrainConfig, images: dict[str, Path], out: Path, show: bool) -> Path:
     run = out / f"run-{row.id}"
     resume = (run / CHECKPOINT).exists() and not (run / FINAL).exists()
-    train(replace(base, out=str(run), shards=[str(images[row.images])], resume=resume, **row.overrides),
+    data = {"images": [str(images[row.images])], "shards": []} if row.images == "real" else \
+        {"shards": [str(images[row.images])]}
+    train(replace(base, out=str(run), resume=resume, **data, **row.overrides),
           show_progress=show)  # a finished run with the same config is reused; another config is refused
     return run / FINAL
 

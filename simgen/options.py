@@ -108,6 +108,15 @@ def on_off(text: str) -> bool:
     return text == "on"
 
 
+def auto_on_off(text: str) -> str:
+    """auto | on | off (a bool from an older config reads as on | off)."""
+    if isinstance(text, bool):
+        return "on" if text else "off"
+    if text not in ("auto", "on", "off"):
+        raise argparse.ArgumentTypeError(f"must be auto, on or off, got {text!r}")
+    return text
+
+
 def _default(f: dataclasses.Field) -> Any:
     if f.default is not _MISSING:
         return f.default
@@ -144,6 +153,8 @@ def add_options(parser: argparse.ArgumentParser | Any, cls: type, prefix: str = 
         if parse is None and isinstance(default, bool):
             parse = on_off
             kwargs.update(nargs="?", const=True, metavar="on|off")  # `--flag` alone means on
+        elif parse is auto_on_off:
+            kwargs.update(nargs="?", const="on", metavar="auto|on|off")
         elif parse is None and default not in (None, _MISSING) and not isinstance(default, (list, tuple, dict)):
             parse = type(default)
         if parse is not None:

@@ -43,7 +43,7 @@ def test_bn_loss_under_bf16_autocast_equals_fp32(teacher_file):
 
     def bn_loss(bf16: bool) -> torch.Tensor:
         with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-            teacher.depth(x)
+            teacher.target(x)
         assert all(h.mean.dtype == torch.float32 for h in hooks)
         return torch.stack([h.loss(normalized=True) for h in hooks])
 

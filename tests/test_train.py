@@ -20,12 +20,12 @@ from conftest import SIZE
 
 def student_error(student, teacher, images):
     with torch.no_grad():
-        t = teacher.depth(images)
+        t = teacher.target(images)
         return ((student(images) - t).abs() / t).mean().item()
 
 
 def test_student_learns_the_teacher(tmp_path, synthetic_shards, teacher_file, train_config):
-    cfg = train_config(synthetic_shards, teacher_file, tmp_path / "run", steps=80, lr=3e-3, transform=True, mixing=True)
+    cfg = train_config(synthetic_shards, teacher_file, tmp_path / "run", steps=80, lr=3e-3, transform="on", mixing=True)
     summary = train(cfg, show_progress=False)
     assert summary["steps"] == 80
     ckpt = torch.load(tmp_path / "run" / "student.pt", weights_only=False)
@@ -133,7 +133,7 @@ def test_transform_moves_images_toward_the_teachers_bn_statistics(tmp_path, synt
 
     def held_out_bn() -> float:
         with torch.no_grad():
-            d.teacher.depth(d.transform(dark["rgb"][8:]).clamp(0, 1))
+            d.teacher.target(d.transform(dark["rgb"][8:]).clamp(0, 1))
         return sum(h.loss(normalized=True).item() for h in d.bn_hooks)
 
     before = held_out_bn()
@@ -160,10 +160,12 @@ def test_teacher_without_batchnorm(tmp_path, synthetic_shards, train_config):
 
     scripted = torch.jit.script(NoBN())
     scripted.save(str(tmp_path / "nobn.pt"))
-    cfg = train_config(synthetic_shards, tmp_path / "nobn.pt", tmp_path / "run", steps=2)
+    cfg = train_config(synthetic_shards, tmp_path / "nobn.pt", tmp_path / "run", steps=2, transform="on")
     with pytest.raises(TeacherError, match="no BatchNorm layers.*--transform off"):
         Distiller(cfg)
-    assert train(replace(cfg, transform=False), show_progress=False)["steps"] == 2  # plain KD still works
+    auto = Distiller(replace(cfg, transform="auto"))  # the default: plain KD, and the reason at start
+    assert auto.transform is None and "no BatchNorm layers" in auto.describe_method()
+    assert train(replace(cfg, transform="off"), show_progress=False)["steps"] == 2  # plain KD still works
 
 
 def test_teacher_errors_are_clear(tmp_path):
