@@ -8,6 +8,7 @@
     distill fit-teacher --data DIR --out teacher.ckpt [--arch resnet34] [--input-size 320x224]
     distill mix-preview --shards shards/ --out mixed.png
     distill teacher-check teacher.pt2 [--shards shards/]     (what train would find)
+    distill gap --teacher teacher.pt2 --shards shards/ [--real DIR] [--out gap.png]   (how far sims are)
 
 Sizes are WIDTHxHEIGHT everywhere (as simgen's --resolution). --debug shows an error's traceback.
 """
@@ -85,7 +86,29 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--seed", type=int, default=0, help="seed (default 0)")
     add_options(m, MixConfig, prefix="mix-", skip=("prob",))
     _add_common(m)
+
+    g = sub.add_parser("gap", help="how far sims are from what the teacher knows: BN distance, depth error, image "
+                                   "statistics, a picture", description=gap_doc(),
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    g.add_argument("--teacher", required=True, help="the teacher, as for train")
+    add_options(g, TeacherSpec, prefix="teacher-", skip=("source",))
+    g.add_argument("--shards", required=True, help="simgen dataset")
+    g.add_argument("--real", help="RGB-D folder of the teacher's domain (rgb/ + depth/, index.csv, or a simgen dataset)")
+    g.add_argument("--real-split", default="train", help="split of --real's index.csv (default train; 'all' for every row)")
+    g.add_argument("--depth-scale", type=float, default=1000.0, help="--real's depth PNG units per metre (default 1000)")
+    g.add_argument("--run", help="a distill run (directory or checkpoint) whose transformation network is measured too")
+    g.add_argument("--n", type=positive_int, default=64, help="images per set (default 64)")
+    g.add_argument("--out", type=png_path, help="PNG picture: per set, images | teacher depth | the set's depth")
+    g.add_argument("--json", help="write the report as JSON")
+    g.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default auto)")
+    _add_common(g)
     return p
+
+
+def gap_doc() -> str:
+    from distill import gap
+
+    return gap.__doc__
 
 
 def _add_common(p: argparse.ArgumentParser) -> None:
@@ -228,6 +251,23 @@ def _teacher_check(a: argparse.Namespace) -> int:
     return 0
 
 
+def _gap(a: argparse.Namespace) -> int:
+    from distill.gap import format_gap, gap, gap_picture, public
+    from distill.runtime import pick_device
+    from distill.teacher import TeacherSpec
+
+    spec = TeacherSpec(**{**given(a, TeacherSpec, "teacher-"), "source": a.teacher})
+    report = gap(spec, a.shards, a.real, None if a.real_split == "all" else a.real_split, a.depth_scale, a.run, a.n,
+                 device=pick_device(a.device))
+    print(format_gap(report))
+    if a.out:
+        gap_picture(report, a.out)
+        print(f"distill: wrote {a.out} (per set: images | teacher depth | the set's depth)")
+    if a.json:
+        Path(a.json).write_text(json.dumps(public(report), indent=1))
+    return 0
+
+
 def _mix_preview(a: argparse.Namespace) -> int:
     import numpy as np
     import torch
@@ -270,7 +310,7 @@ def user_errors() -> tuple[type[BaseException], ...]:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     handlers = {"train": _train, "eval": _eval, "export": _export, "fit-teacher": _fit, "mix-preview": _mix_preview,
-                "teacher-check": _teacher_check}
+                "teacher-check": _teacher_check, "gap": _gap}
     try:
         return handlers[args.command](args)
     except KeyboardInterrupt:
