@@ -9,7 +9,7 @@ bounces) as the reference. Prints images/s for each, their ratio and the peak me
 render processes. Both runs use the same machine, moment and worker count, so the ratio is
 robust to the noise of a shared machine; absolute figures drift.
 
-    python scripts/bench_render.py [--n 64] [--reference-n 2] [--workers 1] [--resolution 320x240]
+    python scripts/bench_render.py [--n 64] [--reference-n 2] [--workers 1] [--resolution 320x240] [--also noisy]
 
 The reference is slow (about 3.5 minutes per image on 2 cores): the defaults take ~9 minutes.
 """
@@ -47,19 +47,25 @@ def main() -> None:
     ap.add_argument("--scene", default="indoor")
     ap.add_argument("--resolution", default="320x240")
     ap.add_argument("--shard-size", type=int, default=64, help="samples per shard (the render default)")
+    ap.add_argument("--also", default="", help="other profiles to run on the same --n images (e.g. noisy), "
+                    "each compared with the default")
     ap.add_argument("--json", help="also write the figures to this file")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory(prefix="bench-render-") as tmp:
         fast = run_once(Path(tmp) / "fast", args.n, "fast", args)
+        others = [run_once(Path(tmp) / p, args.n, p, args) for p in filter(None, args.also.split(","))]
         ref = run_once(Path(tmp) / "ref", args.reference_n, "blenderproc", args)
     ratio = fast["images_per_s"] / ref["images_per_s"]
     print(f"workload: {args.scene} {args.resolution}, workers={args.workers}, shard size {args.shard_size}, seed 0")
-    for r in (fast, ref):
+    for r in (fast, *others, ref):
         print(f"  {r['profile']:<12} {r['images']:>4} images in {r['seconds']:>7.1f} s  "
               f"{r['images_per_s']:.3f} images/s  (peak RSS {r['peak_rss_mb_any_process']:.0f} MB)")
     print(f"ratio fast / blenderproc-defaults: {ratio:.1f}x   (targets: fast >= 1 image/s, ratio >= 3x)")
+    for r in others:
+        print(f"ratio fast / {r['profile']}: {fast['images_per_s'] / r['images_per_s']:.2f}x")
     if args.json:
-        Path(args.json).write_text(json.dumps({"fast": fast, "reference": ref, "ratio": ratio}, indent=1))
+        Path(args.json).write_text(json.dumps({"fast": fast, "others": others, "reference": ref, "ratio": ratio},
+                                              indent=1))
 
 
 if __name__ == "__main__":

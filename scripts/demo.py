@@ -8,9 +8,9 @@
 2. Render the simulated training set for distillation (seed 0: other rooms): the teacher's own
    data is never used from here on.
 3. Distill a MobileNetV2 student with the full method (object-wise mixing + transformation network
-   + BN-statistics loss).
-4. Evaluate teacher, student and an untrained student on held-out target-domain frames, and write
-   OUT/report.md with the metrics table and a picture grid.
+   + BN-statistics loss), and one with plain KD on the same sims (what the method adds).
+4. Evaluate teacher, students and an untrained student on held-out target-domain frames, and write
+   OUT/report.md with the metrics table (with parameters, MACs, CPU latency) and picture grids.
 
     python scripts/demo.py [--out out/demo] [--steps 300] [--size 128x96]
 
@@ -59,12 +59,15 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", default="out/demo")
     ap.add_argument("--steps", type=int, default=300, help="student training steps")
+    ap.add_argument("--plain-kd", choices=("on", "off"), default="on",
+                    help="also distil a plain-KD student on the same sims, for comparison (default on)")
     ap.add_argument("--teacher-steps", type=int, default=400)
     ap.add_argument("--size", type=parse_size, default=parse_size("128x96"), help="input WIDTHxHEIGHT of teacher and student")
     ap.add_argument("--n-target", type=int, default=96, help="target-domain frames (teacher fit + test)")
     ap.add_argument("--n-sim", type=int, default=128, help="simulated frames for distillation")
     ap.add_argument("--n-test", type=int, default=16, help="held-out target-domain frames")
-    ap.add_argument("--resolution", default="320x240", help="render resolution WIDTHxHEIGHT")
+    ap.add_argument("--resolution", default="160x120", help="render resolution WIDTHxHEIGHT (just above the input size: "
+                    "pixels the models never see only cost render time)")
     ap.add_argument("--quiet", action="store_true", help="no progress bars")
     args = ap.parse_args()
     out, size = Path(args.out), args.size
@@ -89,6 +92,14 @@ def main() -> None:
     command("distill", "train", "--shards", sims, "--teacher", teacher, "--out", run, "--steps", args.steps,
             "--batch-size", 8, "--workers", 1, "--log-every", 10, "--ckpt-every", 50, "--warmup", 20, *resume, *quiet)
 
+    plain = out / "run-plain-kd"
+    if args.plain_kd == "on":
+        stage("3b/4 the same with plain KD (no mixing, no transformation network): what the method adds")
+        resume = ["--resume"] if (plain / "checkpoint.pt").exists() and not (plain / "student.pt").exists() else []
+        command("distill", "train", "--shards", sims, "--teacher", teacher, "--out", plain, "--steps", args.steps,
+                "--batch-size", 8, "--workers", 1, "--log-every", 10, "--ckpt-every", 50, "--warmup", 20,
+                "--mixing", "off", "--transform", "off", *resume, *quiet)
+
     stage("4/4 evaluation on held-out target-domain frames")
     untrained = out / "untrained.pt"
     torch.manual_seed(0)  # the reference's random weights, the same in every run
@@ -96,10 +107,14 @@ def main() -> None:
                     MIN_DEPTH, MAX_DEPTH)
     models = {"teacher (stand-in, ResNet-18)": (teacher, out / "grid-teacher.png"),
               "student (MobileNetV2, distilled)": (run / "student.pt", out / "grid-student.png"),
+              "student, plain KD on the same sims": (plain / "student.pt", None),
               "student, untrained": (untrained, None)}
-    rows = {name: measure_model(path, test, size, protocol="none", split=None, grid_path=grid, latency=False)
+    if args.plain_kd == "off":
+        models.pop("student, plain KD on the same sims")
+    rows = {name: measure_model(path, test, size, protocol="none", split=None, grid_path=grid)
             for name, (path, grid) in models.items()}
-    (out / "metrics.json").write_text(json.dumps({name: {"params": v["params"], "macs": v["macs"],
+    teacher_ms, student_ms = (rows[name]["cpu_ms"] for name in list(models)[:2])
+    (out / "metrics.json").write_text(json.dumps({name: {"params": v["params"], "macs": v["macs"], "cpu_ms": v["cpu_ms"],
                                                          **{a: r["overall"] for a, r in v["eval"].items()}}
                                                   for name, v in rows.items()}, indent=1))
     table = metrics_table(rows, columns=(("none", "abs_rel", "AbsRel"), ("none", "rmse", "RMSE (m)"),
@@ -112,10 +127,17 @@ def main() -> None:
              f"(`sims/`, seed 0), mixed object-wise and adapted by the transformation network. Test: {args.n_test} held-out",
              "rooms (`target-test/`, seed 2000) with ground truth. With a real teacher, step 1 is not needed.",
              "Numbers from a few hundred CPU steps: the demo shows the workflow, not the method's ceiling.", "",
-             *table, "", "Teacher on the test frames (RGB | ground truth | prediction | error):", "",
+             *table, "",
+             f"CPU latency per image at {size} (batch 1, median of 20, 2-core machine): teacher {teacher_ms:.1f} ms, "
+             f"student {student_ms:.1f} ms: the student is {teacher_ms / student_ms:.1f}x faster.", "",
+             "With your own teacher, skip step 1: `simgen render --n 50000 --out shards/` then `distill train --shards "
+             "shards/ --teacher YOUR_MODEL.pt2 --out runs/s1` (`distill teacher-check YOUR_MODEL.pt2` first says what "
+             "train will find; docs/distill.md has worked examples).", "",
+             "Teacher on the test frames (RGB | ground truth | prediction | error):", "",
              "![teacher](grid-teacher.png)", "", "Distilled student:", "", "![student](grid-student.png)", ""]
     (out / "report.md").write_text("\n".join(lines))
     print("\n".join(table))
+    print(f"student {teacher_ms / student_ms:.1f}x faster than the teacher on this CPU")
     print(f"\ndemo: report in {out / 'report.md'} ({(time.time() - t0) / 60:.1f} min)")
 
 

@@ -27,17 +27,21 @@ CAMERA_PRESETS: dict[str, tuple[int, int, float, float, float, float]] = {
 }
 SCENE_FAMILIES = ("indoor", "outdoor", "mixed")
 
-# Render profiles. "fast" is the default: 3 samples, few bounces, no denoiser (OIDN doubled the
-# time per frame on 2 cores; samples cost ~0.15-0.22 s each per 320x240 frame there; see
-# docs/rendering.md). "blenderproc" is BlenderProc's own
-# defaults (1024 samples with adaptive threshold 0.01, OIDN denoiser, 3 bounces): the reference
-# of scripts/bench_render.py and the choice for best-looking images.
+# Render profiles. "fast" is the default: 3 samples, few bounces, denoised outside Blender by
+# Open Image Denoise with the albedo pass as guide (simgen/denoise.py: noise sigma 16 -> 0.7 grey
+# levels at 160x120 for ~0.07 s per frame; Cycles' own OIDN step cost ~1 s per 320x240 frame on 2
+# cores). "noisy" is the same without the denoiser (the first round's default). "blenderproc" is
+# BlenderProc's own defaults (1024 samples with adaptive threshold 0.01, OIDN denoiser, 3 bounces):
+# the reference of scripts/bench_render.py and scripts/bench_noise.py. See docs/rendering.md.
+POST_DENOISER = "post"  # denoiser value: OIDN on the worker's side, after Blender wrote the frame
 RENDER_PROFILES: dict[str, dict[str, Any]] = {
     # clamp_indirect: Cycles' indirect sample clamp; at a few samples per pixel it removes the
     # white speckles (fireflies) of rare bright paths at no cost. 0 = Blender's default (10).
     # light_tree: Cycles' light tree (BlenderProc turns it off); measured 5% faster per frame here.
-    "fast": {"samples": 3, "noise_threshold": 0.0, "denoiser": None, "max_bounces": 2,
+    "fast": {"samples": 3, "noise_threshold": 0.0, "denoiser": POST_DENOISER, "max_bounces": 2,
              "diffuse_bounces": 1, "glossy_bounces": 1, "clamp_indirect": 1.0, "light_tree": True},
+    "noisy": {"samples": 3, "noise_threshold": 0.0, "denoiser": None, "max_bounces": 2,
+              "diffuse_bounces": 1, "glossy_bounces": 1, "clamp_indirect": 1.0, "light_tree": True},
     "quality": {"samples": 32, "noise_threshold": 0.05, "denoiser": "INTEL", "max_bounces": 3,
                 "diffuse_bounces": 2, "glossy_bounces": 1, "clamp_indirect": 3.0, "light_tree": True},
     "blenderproc": {"samples": 1024, "noise_threshold": 0.01, "denoiser": "INTEL", "max_bounces": 3,

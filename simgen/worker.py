@@ -18,7 +18,8 @@ import numpy as np
 from simgen import shards
 from simgen.assets import load_libraries
 from simgen.bootstrap import import_blenderproc
-from simgen.config import RenderConfig
+from simgen.config import POST_DENOISER, RenderConfig
+from simgen.denoise import denoise
 from simgen.scene import instances, sample_camera, sample_scene
 
 MAX_VIEW_ATTEMPTS = 12
@@ -29,6 +30,7 @@ MAX_INSIDE_FRACTION = 0.2   # more of its rays hit a back face: the camera is in
 MIN_VALID_FRACTION = 0.15   # less of it has depth within max_depth: mostly sky or void
 MIN_MEDIAN_DEPTH_M = 0.35   # its median depth is nearer: a wall or object fills the view up close
 MIN_DEPTH_SPREAD = 1.06     # its 95th / 5th depth percentile ratio is lower: one flat surface
+BLENDER_CLAMP_INDIRECT = 10.0  # Cycles' default indirect clamp, for profiles that set none
 
 # ShaderNodeMix has float, vector and colour sockets side by side under the same names; in RGBA
 # mode the colour ones are inputs 6 (A) and 7 (B) and output 2 (Result) (Blender 4.2).
@@ -241,21 +243,34 @@ def _setup_renderer(bproc, config: RenderConfig, threads: int) -> None:
     r = config.render_settings()
     intr = config.resolved_intrinsics()
     bproc.camera.set_resolution(intr.width, intr.height)
+    apply_render_settings(bproc, r)
+    bproc.renderer.set_cpu_threads(threads)
+    bproc.bpy.context.scene.cycles.seed = 0  # fixed noise pattern: same config + seed -> same RGB
+    bproc.renderer.enable_depth_output(activate_antialiasing=False)
+    bproc.renderer.enable_segmentation_output(map_by=["instance", "name"], default_values={"name": ""})
+    bproc.renderer.enable_diffuse_color_output()  # the denoiser's guide (a few ms per frame)
+    _SETUP_DONE["key"] = key
+
+
+def apply_render_settings(bproc, r: dict[str, Any]) -> None:
+    """A profile's Cycles settings (RENDER_PROFILES); a "post" denoiser runs after the render."""
     bproc.renderer.set_max_amount_of_samples(r["samples"])
     bproc.renderer.set_noise_threshold(r["noise_threshold"])
-    bproc.renderer.set_denoiser(r["denoiser"])
+    bproc.renderer.set_denoiser(None if r["denoiser"] == POST_DENOISER else r["denoiser"])
     bproc.renderer.set_light_bounces(diffuse_bounces=r["diffuse_bounces"], glossy_bounces=r["glossy_bounces"],
                                      max_bounces=r["max_bounces"], transmission_bounces=r["max_bounces"],
                                      transparent_max_bounces=8)
-    bproc.renderer.set_cpu_threads(threads)
-    scene = bproc.bpy.context.scene
-    scene.cycles.seed = 0  # fixed noise pattern: same config + seed -> same RGB
-    if r["clamp_indirect"] > 0:
-        scene.cycles.sample_clamp_indirect = r["clamp_indirect"]
-    scene.cycles.use_light_tree = r["light_tree"]
-    bproc.renderer.enable_depth_output(activate_antialiasing=False)
-    bproc.renderer.enable_segmentation_output(map_by=["instance", "name"], default_values={"name": ""})
-    _SETUP_DONE["key"] = key
+    cycles = bproc.bpy.context.scene.cycles
+    cycles.sample_clamp_indirect = r["clamp_indirect"] if r["clamp_indirect"] > 0 else BLENDER_CLAMP_INDIRECT
+    cycles.use_light_tree = r["light_tree"]
+
+
+def frame_rgb(data: dict[str, Any], k: int, r: dict[str, Any]) -> np.ndarray:
+    """Frame k's RGB (uint8) of BlenderProc's render output, denoised when the profile says so."""
+    rgb = np.asarray(data["colors"][k], np.uint8)[..., :3]
+    if r["denoiser"] == POST_DENOISER:
+        rgb = denoise(rgb, np.asarray(data["diffuse"][k], np.uint8)[..., :3])
+    return rgb
 
 
 def _camera_matrix(intr) -> np.ndarray:
@@ -319,6 +334,7 @@ def render_shard(task: ShardTask, on_sample: Callable[[int], None] | None = None
     intr = config.resolved_intrinsics()
     K = _camera_matrix(intr)
     max_depth = config.resolved_max_depth()
+    settings = config.render_settings()
     rejected: dict[str, int] = {}
     samples: list[shards.Sample] = []
     by_scene: dict[int, list[int]] = {}
@@ -341,7 +357,7 @@ def render_shard(task: ShardTask, on_sample: Callable[[int], None] | None = None
             depth = np.where(np.isfinite(depth) & (depth <= max_depth), depth, 0.0)
             inst = instance_map(np.asarray(data["instance_segmaps"][k]), data["instance_attribute_maps"][k])
             meta = sample_meta(i, config, scene, task.seed, cams[k], scene_instances, inst)
-            samples.append(shards.Sample(i, np.asarray(data["colors"][k], np.uint8)[..., :3], depth, inst, meta))
+            samples.append(shards.Sample(i, frame_rgb(data, k, settings), depth, inst, meta))
             if on_sample is not None:
                 on_sample(1)
 
