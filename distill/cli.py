@@ -23,7 +23,7 @@ from pathlib import Path
 
 from distill import __version__
 from simgen.options import (ConfigError, Size, add_options, auto_on_off, given, parse_size, png_path, positive_int,
-                            read_config_file, swapped_hint)
+                            read_config_file, swapped_hint, typed)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -72,7 +72,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_options(c, TeacherSpec, prefix="teacher-", skip=("source",))
     c.add_argument("--shards", help="simgen dataset whose first images the teacher runs on (default: built-in rooms)")
     c.add_argument("--count", type=positive_int, default=8, help="images (default 8)")
-    c.add_argument("--transform", type=auto_on_off, nargs="?", const="on", default="auto", metavar="auto|on|off",
+    c.add_argument("--transform", type=typed(auto_on_off), nargs="?", const="on", default="auto", metavar="auto|on|off",
                    help="as for train: on requires the transformation network (BN statistics reachable with "
                         "gradients); auto uses it where it can (default auto)")
     c.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default auto)")

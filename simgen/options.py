@@ -108,12 +108,12 @@ def on_off(text: str) -> bool:
     return text == "on"
 
 
-def auto_on_off(text: str) -> str:
+def auto_on_off(text: str | bool) -> str:
     """auto | on | off (a bool from an older config reads as on | off)."""
     if isinstance(text, bool):
         return "on" if text else "off"
     if text not in ("auto", "on", "off"):
-        raise argparse.ArgumentTypeError(f"must be auto, on or off, got {text!r}")
+        raise ConfigError(f"must be auto, on or off, got {text!r}")
     return text
 
 
@@ -158,7 +158,7 @@ def add_options(parser: argparse.ArgumentParser | Any, cls: type, prefix: str = 
         elif parse is None and default not in (None, _MISSING) and not isinstance(default, (list, tuple, dict)):
             parse = type(default)
         if parse is not None:
-            kwargs["type"] = _typed(parse)
+            kwargs["type"] = typed(parse)
         if meta.get("choices"):
             kwargs["choices"] = meta["choices"]
         if meta.get("metavar"):
@@ -177,15 +177,15 @@ def add_options(parser: argparse.ArgumentParser | Any, cls: type, prefix: str = 
         parser.add_argument(flag_name(f, prefix), *meta.get("aliases", ()), help=text, **kwargs)
 
 
-def _typed(parse: Callable[[str], Any]) -> Callable[[str], Any]:
+def typed(parse: Callable[[str], Any]) -> Callable[[str], Any]:
     """argparse shows the message of an ArgumentTypeError only: keep ours for ConfigError too."""
-    def typed(text: str) -> Any:
+    def checked(text: str) -> Any:
         try:
             return parse(text)
         except ConfigError as e:
             raise argparse.ArgumentTypeError(str(e)) from None
-    typed.__name__ = getattr(parse, "__name__", "value")
-    return typed
+    checked.__name__ = getattr(parse, "__name__", "value")
+    return checked
 
 
 def given(args: argparse.Namespace, cls: type, prefix: str = "") -> dict[str, Any]:
