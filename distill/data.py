@@ -144,6 +144,14 @@ class ShardStream(IterableDataset):
         yield from buf
 
 
+def first_samples(root: str | Path, hw: tuple[int, int], n: int) -> dict[str, torch.Tensor]:
+    """The first n samples of a simgen dataset (shard order, centre-cropped to hw, no augmentation),
+    stacked: rgb, depth, inst, sim."""
+    stream = ShardStream([root], hw, augment=False, epochs=1, buffer=1)
+    items = [item for _, item in zip(range(n), iter(stream))]
+    return {k: torch.stack([it[k] for it in items]) for k in items[0]}
+
+
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 SHOWN_UNREADABLE = 3  # unreadable files named in a message; the rest are counted
 

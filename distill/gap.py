@@ -23,6 +23,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from distill.data import first_samples
 from distill.layers import BNStatsHook, align_scale_shift, compute_depth_errors
 from distill.teacher import Teacher, TeacherError, TeacherSpec, load_teacher, require_batchnorm
 from simgen.imagestats import channel_stats, noise_sigma
@@ -30,15 +31,6 @@ from simgen.imagestats import channel_stats, noise_sigma
 MAX_DEPTH_M = 10.0   # pixels beyond (or at 0: no reading) are not scored, as the NYU protocol caps
 PICTURE_SAMPLES = 4  # images per set in the picture
 DEPTH_SHOWN_M = (0.3, 8.0)  # colour range of a picture's depth tile whose image has no valid depth
-
-
-def sim_batch(shards: str, hw: tuple[int, int], n: int) -> dict[str, torch.Tensor]:
-    """The first n samples of a simgen dataset (in shard order, centre-cropped to hw)."""
-    from distill.data import ShardStream
-
-    stream = ShardStream([shards], hw, augment=False, epochs=1, buffer=1)
-    items = [item for _, item in zip(range(n), iter(stream))]
-    return {k: torch.stack([it[k] for it in items]) for k in ("rgb", "depth", "inst")}
 
 
 def real_batch(root: str, hw: tuple[int, int], n: int, split: str | None, depth_scale: float) -> dict[str, torch.Tensor]:
@@ -126,7 +118,7 @@ def gap(spec: TeacherSpec, shards: str, real: str | None = None, real_split: str
         hooks, bn_problem = [BNStatsHook(m) for m in require_batchnorm(teacher)], None
     except TeacherError as e:
         hooks, bn_problem = [], str(e)
-    sims = sim_batch(shards, hw, n)
+    sims = first_samples(shards, hw, n)
     rgb, depth, _, _ = mix_objects(sims["rgb"], sims["depth"], sims["inst"], MixConfig(),
                                    torch.Generator().manual_seed(seed))
     sets = {"raw sims": (sims["rgb"], sims["depth"]), "mixed sims": (rgb, depth)}

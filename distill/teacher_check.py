@@ -32,18 +32,15 @@ def teacher_format(teacher: Teacher) -> str:
 
 def sample_images(hw: tuple[int, int], shards: str | None, n: int) -> torch.Tensor:
     """n images at the teacher's input size: the first of a simgen dataset, or built-in synthetic rooms."""
-    from distill.data import ShardStream, resize_crop, to_tensors
+    from distill.data import first_samples, resize_crop, to_tensors
 
     if shards:
-        stream = ShardStream([shards], hw, augment=False, epochs=1, buffer=1)
-        items = [item["rgb"] for _, item in zip(range(n), iter(stream))]
-    else:
-        from simgen.synthetic import synthetic_sample
+        return first_samples(shards, hw, n)["rgb"]
+    from simgen.synthetic import synthetic_sample
 
-        rng = np.random.default_rng(0)
-        items = [resize_crop(to_tensors(s.rgb, s.depth), hw, None)["rgb"]
-                 for s in (synthetic_sample(i, (120, 160), rng) for i in range(n))]
-    return torch.stack(items)
+    rng = np.random.default_rng(0)
+    return torch.stack([resize_crop(to_tensors(s.rgb, s.depth), hw, None)["rgb"]
+                        for s in (synthetic_sample(i, (120, 160), rng) for i in range(n))])
 
 
 def check(spec: TeacherSpec, shards: str | None = None, n: int = 8, device: str | torch.device = "cpu") -> dict[str, Any]:

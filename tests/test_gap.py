@@ -9,7 +9,8 @@ from PIL import Image
 
 import distill.cli as cli
 from conftest import SIZE
-from distill.gap import depth_errors, sim_batch
+from distill.data import first_samples
+from distill.gap import depth_errors
 from distill.teacher import Teacher, TeacherSpec
 from simgen.imagestats import channel_stats, noise_sigma
 from test_teacher_kinds import Fixed
@@ -41,7 +42,7 @@ def test_depth_errors_align_each_kind_of_teacher_as_documented():
 
 def _dark_rgbd_folder(shards, root, factor=0.25):
     """The sims as an RGB-D folder of darker frames: another domain for the teacher's statistics."""
-    batch = sim_batch(str(shards), (48, 64), 16)
+    batch = first_samples(str(shards), (48, 64), 16)
     (root / "rgb").mkdir(parents=True)
     (root / "depth").mkdir()
     for i, (rgb, depth) in enumerate(zip(batch["rgb"], batch["depth"])):
@@ -59,7 +60,7 @@ def test_distill_gap_reports_a_teacher_closer_to_the_images_its_statistics_came_
             m.momentum = None  # cumulative average
     model.train()
     with torch.no_grad():
-        model(sim_batch(str(synthetic_shards), SIZE.hw, 16)["rgb"])
+        model(first_samples(str(synthetic_shards), SIZE.hw, 16)["rgb"])
     teacher = export(model.eval(), tmp_path / "t.pt2")
     real = _dark_rgbd_folder(synthetic_shards, tmp_path / "dark")
     rc = cli.main(["gap", "--teacher", str(teacher), "--teacher-mean", "0,0,0", "--teacher-std", "1,1,1",
