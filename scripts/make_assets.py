@@ -317,6 +317,12 @@ def _noise(rng, size, octaves=5):
     return (out - out.min()) / (np.ptp(out) + 1e-9)
 
 
+# Per-pixel grain added to every texture: real surfaces and camera frames carry fine detail that
+# smooth procedural noise lacks (docs/rendering.md: the renders' early-layer statistics were far
+# from real frames'). Amplitude as a fraction of the colour.
+GRAIN = 0.06
+
+
 def texture(kind: str, rng, size=256) -> np.ndarray:
     y, x = np.mgrid[0:size, 0:size] / size
     n = _noise(rng, size)
@@ -344,12 +350,38 @@ def texture(kind: str, rng, size=256) -> np.ndarray:
     elif kind == "marble":
         veins = np.abs(np.sin((x + y + n * 2.5) * np.pi * 3)) ** 0.2
         col = np.array([0.92, 0.9, 0.88]) * veins[..., None]
+    elif kind == "plaster":  # painted wall: near-white, faint blotches (tinted by the material's colour)
+        col = np.array([0.9, 0.9, 0.88]) * (0.92 + 0.08 * n[..., None])
+    elif kind == "carpet":  # dense fibres: strong per-pixel variation around one colour
+        fibres = rng.random((size, size))
+        col = base * (0.7 + 0.15 * n[..., None] + 0.3 * fibres[..., None])
+    elif kind == "laminate":  # planks: boards of different shade with wood grain
+        board = ((y * 5).astype(int) * 7 + (x * 2 + 0.5 * ((y * 5).astype(int) % 2)).astype(int)) % 5
+        grain = np.sin((x * 40 + n * 6) * np.pi) * 0.5 + 0.5
+        seam = ((y * 5) % 1 < 0.02)
+        col = np.array([0.6, 0.42, 0.25]) * (0.75 + 0.06 * board[..., None] + 0.1 * grain[..., None])
+        col = np.where(seam[..., None], col * 0.5, col)
+    elif kind == "paper":  # printed matter: posters, book covers, pictures (blocks of colour and text lines)
+        blocks = _noise(rng, size, octaves=2)
+        palette = rng.uniform(0.1, 0.95, (4, 3))
+        col = palette[np.minimum((blocks * 4).astype(int), 3)]
+        lines = ((y * 40) % 1 < 0.35) & ((x * 3) % 1 < 0.8) & (blocks > 0.55)
+        col = np.where(lines[..., None], col * 0.3, col)
+    elif kind == "facade":  # a building face: a grid of dark windows with frames in a wall colour
+        win = ((x * 4) % 1 > 0.25) & ((x * 4) % 1 < 0.75) & ((y * 3) % 1 > 0.3) & ((y * 3) % 1 < 0.8)
+        glass = np.array([0.12, 0.15, 0.2]) * (0.6 + 0.8 * n[..., None])
+        col = np.where(win[..., None], glass, np.array([0.8, 0.78, 0.74]) * (0.85 + 0.15 * n[..., None]))
     else:
         raise ValueError(kind)
+    col = col * (1 + GRAIN * rng.standard_normal((size, size, 1)))
     return (np.clip(col, 0, 1) * 255).astype(np.uint8)
 
 
-TEXTURES = ["wood", "wood", "brick", "tiles", "tiles", "fabric", "fabric", "concrete", "asphalt", "grass", "marble"]
+# Texture kinds; a texture is named KIND_NN, and simgen.materials picks textures by that kind.
+TEXTURES = ["wood", "wood", "brick", "tiles", "tiles", "fabric", "fabric", "concrete", "asphalt", "grass", "marble",
+            "plaster", "plaster", "carpet", "carpet", "laminate", "laminate", "paper", "paper", "paper", "facade",
+            "facade"]
+TILE_M = {"asphalt": 4.0, "facade": 12.0, "paper": 0.6, "carpet": 0.5}  # metres one image covers; default 1
 
 
 def main() -> None:
@@ -377,7 +409,7 @@ def main() -> None:
         i = counts[kind] = counts.get(kind, -1) + 1
         name = f"{kind}_{i:02d}"
         Image.fromarray(texture(kind, rng)).save(out / "textures" / f"{name}.png", optimize=True)
-        textures.append({"name": name, "file": f"textures/{name}.png", "tile_m": 1.0 if kind != "asphalt" else 4.0})
+        textures.append({"name": name, "file": f"textures/{name}.png", "kind": kind, "tile_m": TILE_M.get(kind, 1.0)})
     manifest = {
         "format": "simgen-assets", "version": 1,
         "description": "Built-in library: procedurally made by scripts/make_assets.py; free to redistribute (CC0).",

@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from simgen.indoor import DEFAULT_ROOMS, ROOM_TYPES, VIEWPOINT_MIX, VIEWPOINTS
+from simgen.materials import MATERIAL_STYLES
 from simgen.options import ConfigError, Size, as_size, option, parse_size
 
 # Largest rendered side: beyond it a frame takes minutes and gigabytes (a typo like 100000x100000
@@ -38,14 +40,20 @@ RENDER_PROFILES: dict[str, dict[str, Any]] = {
     # clamp_indirect: Cycles' indirect sample clamp; at a few samples per pixel it removes the
     # white speckles (fireflies) of rare bright paths at no cost. 0 = Blender's default (10).
     # light_tree: Cycles' light tree (BlenderProc turns it off); measured 5% faster per frame here.
+    # view_transform: "Standard" clips highlights as a camera does (real frames: 2.5% of pixels at
+    # 250+); BlenderProc's "Filmic" compresses them (renders grey and flat: docs/rendering.md).
     "fast": {"samples": 3, "noise_threshold": 0.0, "denoiser": POST_DENOISER, "max_bounces": 2,
-             "diffuse_bounces": 1, "glossy_bounces": 1, "clamp_indirect": 1.0, "light_tree": True},
+             "diffuse_bounces": 1, "glossy_bounces": 1, "clamp_indirect": 1.0, "light_tree": True,
+             "view_transform": "Standard"},
     "noisy": {"samples": 3, "noise_threshold": 0.0, "denoiser": None, "max_bounces": 2,
-              "diffuse_bounces": 1, "glossy_bounces": 1, "clamp_indirect": 1.0, "light_tree": True},
+              "diffuse_bounces": 1, "glossy_bounces": 1, "clamp_indirect": 1.0, "light_tree": True,
+              "view_transform": "Standard"},
     "quality": {"samples": 32, "noise_threshold": 0.05, "denoiser": "INTEL", "max_bounces": 3,
-                "diffuse_bounces": 2, "glossy_bounces": 1, "clamp_indirect": 3.0, "light_tree": True},
+                "diffuse_bounces": 2, "glossy_bounces": 1, "clamp_indirect": 3.0, "light_tree": True,
+                "view_transform": "Standard"},
     "blenderproc": {"samples": 1024, "noise_threshold": 0.01, "denoiser": "INTEL", "max_bounces": 3,
-                    "diffuse_bounces": 3, "glossy_bounces": 0, "clamp_indirect": 0.0, "light_tree": False},
+                    "diffuse_bounces": 3, "glossy_bounces": 0, "clamp_indirect": 0.0, "light_tree": False,
+                    "view_transform": "Filmic"},
 }
 
 
@@ -90,6 +98,15 @@ class RenderConfig:
 
     scene: str = option("indoor", "scene family (mixed: --indoor-ratio of them indoor)", choices=SCENE_FAMILIES)
     indoor_ratio: float = option(0.5, "share of indoor scenes with --scene mixed")
+    rooms: list[str] = option([], "indoor room type to draw from, repeatable: " + ", ".join(ROOM_TYPES)
+                              + " (generic: the first round's any-furniture room)", repeat=True,
+                              choices=tuple(ROOM_TYPES), metavar="TYPE", shown=", ".join(DEFAULT_ROOMS))
+    materials: str = option("plausible", "plausible: realistic colour/roughness families per kind of object; random: "
+                            "the first round's saturated domain randomisation", choices=MATERIAL_STYLES)
+    viewpoint: str = option("mixed", "indoor camera heights and pitches: handheld (a person filming), robot (low), "
+                            "tabletop (desk close-ups), any (the first round's), mixed (" +
+                            ", ".join(f"{round(100 * w)}%% {k}" for k, w in VIEWPOINT_MIX.items()) + ")",
+                            choices=("mixed", *VIEWPOINTS))
     camera: str = option("nyu", "intrinsics preset (or give --intrinsics)", choices=tuple(CAMERA_PRESETS))
     intrinsics: Intrinsics | None = option(None, "explicit fx,fy,cx,cy,W,H instead of --camera",
                                            parse=parse_intrinsics, metavar="FX,FY,CX,CY,W,H")
@@ -115,6 +132,13 @@ class RenderConfig:
     def validate(self) -> None:
         if self.scene not in SCENE_FAMILIES:
             raise ConfigError(f"unknown scene family {self.scene!r}; choose one of {', '.join(SCENE_FAMILIES)}")
+        unknown = [r for r in self.rooms if r not in ROOM_TYPES]
+        if unknown:
+            raise ConfigError(f"unknown room type {unknown[0]!r}; choose from {', '.join(ROOM_TYPES)}")
+        if self.materials not in MATERIAL_STYLES:
+            raise ConfigError(f"--materials must be one of {', '.join(MATERIAL_STYLES)}, got {self.materials!r}")
+        if self.viewpoint != "mixed" and self.viewpoint not in VIEWPOINTS:
+            raise ConfigError(f"--viewpoint must be mixed or one of {', '.join(VIEWPOINTS)}, got {self.viewpoint!r}")
         if not 0.0 <= self.indoor_ratio <= 1.0:
             raise ConfigError(f"--indoor-ratio must be within [0, 1], got {self.indoor_ratio}")
         if self.camera != "custom" and self.camera not in CAMERA_PRESETS:

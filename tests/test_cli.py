@@ -27,6 +27,9 @@ def run(args, cwd=None):
     (["--n", "4", "--profile", "ultra"], "--profile: invalid choice: 'ultra'"),
     (["--n", "4", "--intrinsics", "1,2,3"], "--intrinsics must be fx,fy,cx,cy,W,H"),
     (["--n", "4", "--shard-range", "5:2"], "needs 0 <= FIRST < END"),
+    (["--n", "4", "--rooms", "attic"], "--rooms: invalid choice: 'attic'"),
+    (["--n", "4", "--materials", "shiny"], "--materials: invalid choice: 'shiny'"),
+    (["--n", "4", "--viewpoint", "drone"], "--viewpoint: invalid choice: 'drone'"),
 ])
 def test_bad_flags_give_one_clear_line(tmp_path, args, message):
     r = run(["render", "--out", str(tmp_path / "out"), *args])
@@ -110,3 +113,7 @@ def test_render_flags_build_the_same_config_as_the_api():
     cfg = config_from_args(args)
     assert cfg.camera == "custom" and cfg.resolution is None and cfg.samples_per_shard == 8
     assert cfg.resolved_intrinsics().width == 320  # the intrinsics' own size, not the default resolution
+    args = build_parser().parse_args(["render", "--n", "4", "--out", "o", "--rooms", "kitchen", "--rooms", "office",
+                                      "--materials", "random", "--viewpoint", "tabletop"])
+    cfg = config_from_args(args)
+    assert (cfg.rooms, cfg.materials, cfg.viewpoint) == (["kitchen", "office"], "random", "tabletop")
