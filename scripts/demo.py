@@ -14,7 +14,7 @@
 
     python scripts/demo.py [--out out/demo] [--steps 300] [--size 128x96]
 
-About 15 minutes on 2 CPU cores (15.4 from a fresh clone, setup aside). Every step is a `simgen` or `distill` command, printed as a user
+About 15 minutes on 2 CPU cores (13.9 from a fresh clone, setup aside). Every step is a `simgen` or `distill` command, printed as a user
 would type it; rerunning the demo skips what is finished (each command checks its own outputs).
 """
 

@@ -11,15 +11,18 @@ Rows (every student: MobileNetV2, same steps, batch and schedule):
   teacher  ResNet-18 fitted on split=train with ground truth (`distill fit-teacher`)
   a  supervised on the real train split (reference)
   b  KD with the real train images (the paper's baseline)
-  c  KD with raw simulated images                      (--mixing off --transform off), seeds 0, 1
+  c  KD with raw simulated images                      (--mixing off --transform off)
   d  c + object-wise mixing
   e  c + transformation network
-  f  c + both (the method)                             seeds 0, 1
+  f  c + both (the method)
   g  f with one sixth of the simulated images
   h  KD with images that carry no scene (shuffled 8x8 patches of the simulated images): the floor
-Each is evaluated on split=test per scene and overall (AbsRel, RMSE, delta1) with no alignment and
-with median alignment, plus parameters, MACs and CPU latency. Writes OUT/results.md (copy it to
-docs/results.md), OUT/results.json and OUT/grid-*.png (the same test images for every model).
+b, c and f are trained with seeds 0, 1, 2 (SEEDS) and reported as mean and spread. Each model is
+evaluated on split=test and, where the data has it, split=unseen (rooms no train frame comes
+from), per scene and overall (AbsRel, RMSE, delta1) with no alignment and with median alignment,
+plus parameters, MACs and CPU latency. Writes OUT/results.md (copy it to docs/results.md),
+OUT/results.json (one entry per row, seed, split and alignment; commit it as docs/results.json),
+OUT/figure-SPLIT.png (every model's depth on the same frames) and OUT/grid-*.png.
 Finished steps are reused when the command is run again, and only when their recorded config
 matches (a changed --profile into the same --out is an error, not a silent reuse). `--variants` adds rows v1.. (VARIANTS):
 changes to row f that the method leaves open. `--rows f,v4` runs only those rows (and the teacher).
@@ -30,6 +33,7 @@ from __future__ import annotations
 import distill  # noqa: F401  (first: sets the OpenMP wait policy before torch loads)
 
 import argparse
+import csv
 import json
 import subprocess
 import time
@@ -91,17 +95,25 @@ class Row:
 
 PLAIN_KD = {"mixing": False, "transform": "off"}
 METHOD = {"mixing": True, "transform": "on"}
+SEEDS = (0, 1, 2)  # training seeds of the rows the targets compare (b, c, f): mean and spread
+
+
+def seeded(id: str, label: str, images: str, overrides: dict) -> list[Row]:
+    """One row per training seed: ID (seed 0), ID-s1, ID-s2."""
+    return [Row(id if s == 0 else f"{id}-s{s}", f"{label} (seed {s})", images,
+                overrides if s == 0 else {**overrides, "seed": s}) for s in SEEDS]
+
+
 ROWS = [
-    Row("b", "b KD, real train images", "real", PLAIN_KD),
-    Row("c", "c KD, raw sims (seed 0)", "sims", PLAIN_KD),
-    Row("c-s1", "c KD, raw sims (seed 1)", "sims", {**PLAIN_KD, "seed": 1}),
+    *seeded("b", "b KD, real train images", "real", PLAIN_KD),
+    *seeded("c", "c KD, raw sims", "sims", PLAIN_KD),
     Row("d", "d c + mixing", "sims", {"mixing": True, "transform": "off"}),
     Row("e", "e c + transformation", "sims", {"mixing": False, "transform": "on"}),
-    Row("f", "f c + both (seed 0)", "sims", METHOD),
-    Row("f-s1", "f c + both (seed 1)", "sims", {**METHOD, "seed": 1}),
+    *seeded("f", "f c + both", "sims", METHOD),
     Row("g", "g f, 1/6 of the sims", "sims-sixth", METHOD),
     Row("h", "h KD, no-scene images", "no-scene", PLAIN_KD),
 ]
+EVAL_SPLITS = ("test", "unseen")  # each one the data set has (rgbd-indoor: test only)
 # Tries of what the method leaves open, each a change to row f; run with --variants.
 VARIANTS = [
     # the defaults are the measured better form (normalised BN term, lr_T 1e-3); v1 and v2 are the
@@ -147,8 +159,9 @@ def patch_shuffled(src: Path, out: Path, patch: int = 8, seed: int = 0) -> Path:
     return out
 
 
-def prediction_figure(models: dict[str, Path], data: Path, size: Size, path: Path, per_scene: int = 2) -> list[str]:
-    """Depth predicted by every model on the same test frames (rows), one column per model.
+def prediction_figure(models: dict[str, Path], data: Path, size: Size, path: Path, split: str = "test",
+                      per_scene: int = 2) -> list[str]:
+    """Depth predicted by every model on the same frames of a split (rows), one column per model.
 
     Predictions only: the frames and their ground truth belong to the data set, which stays out of
     the project (the names are returned; `grid-*.png` under --out show RGB and ground truth).
@@ -157,7 +170,7 @@ def prediction_figure(models: dict[str, Path], data: Path, size: Size, path: Pat
 
     from simgen.preview import colorize_depth
 
-    ds = RGBDFolder(data, 1000.0, "test")
+    ds = RGBDFolder(data, 1000.0, split)
     scenes = sorted({ds.items[i]["scene"] for i in range(len(ds))})
     picks = []
     for sc in scenes:
@@ -211,29 +224,120 @@ def train_row(row: Row, base: TrainConfig, images: dict[str, Path], out: Path, s
     return run / FINAL
 
 
-def write_results(args: argparse.Namespace, p: Profile, out: Path, data: Path, table: dict, shown: dict[str, Path],
-                  minutes: float) -> list[str]:
+def data_splits(data: Path) -> list[str]:
+    """The EVAL_SPLITS that the data set's index.csv has."""
+    with open(data / "index.csv", newline="") as f:
+        present = {row.get("split") for row in csv.DictReader(f)}
+    return [s for s in EVAL_SPLITS if s in present]
+
+
+def run_id_parts(row_id: str) -> tuple[str, int]:
+    """'f-s2' -> ('f', 2); 'teacher' -> ('teacher', 0)."""
+    base, _, seed = row_id.partition("-s")
+    return base, int(seed) if seed else 0
+
+
+def result_entries(table: dict[str, dict[str, dict]], ids: dict[str, str]) -> list[dict]:
+    """results.json rows: one per model, seed, split and alignment."""
+    entries = []
+    for split, rows in table.items():
+        for label, row in rows.items():
+            base, seed = run_id_parts(ids[label])
+            for align, ev in row["eval"].items():
+                m = ev["overall"]
+                entries.append({"id": base, "run": ids[label], "label": label, "seed": seed, "split": split,
+                                "align": align, "abs_rel": m["abs_rel"], "rmse": m["rmse"], "a1": m["a1"]})
+    return entries
+
+
+def seed_stats(entries: list[dict], split: str, align: str, metric: str) -> dict[str, tuple[float, float, int]]:
+    """{row id: (mean, spread, seeds)} over seeds; spread = sample standard deviation (0 for one seed)."""
+    groups: dict[str, list[float]] = {}
+    for e in entries:
+        if e["split"] == split and e["align"] == align:
+            groups.setdefault(e["id"], []).append(e[metric])
+    return {k: (float(np.mean(v)), float(np.std(v, ddof=1)) if len(v) > 1 else 0.0, len(v)) for k, v in groups.items()}
+
+
+def seed_table(entries: list[dict], split: str) -> list[str]:
+    """Markdown: mean +- spread of every row with more than one seed."""
+    cols = [("none", "abs_rel"), ("none", "rmse"), ("none", "a1"), ("median", "abs_rel")]
+    stats = {c: seed_stats(entries, split, *c) for c in cols}
+    multi = [k for k, (_, _, n) in stats[cols[0]].items() if n > 1]
+    lines = ["| row (seeds) | AbsRel | RMSE | delta1 | AbsRel (median) |", "|---|---|---|---|---|"]
+    for k in multi:
+        cells = [f"{stats[c][k][0]:.3f} +- {stats[c][k][1]:.3f}" for c in cols]
+        lines.append(f"| {k} ({stats[cols[0]][k][2]}) | " + " | ".join(cells) + " |")
+    return lines
+
+
+def target_lines(entries: list[dict], split: str) -> list[str]:
+    """The real-data issue's targets, checked on one split (those whose rows were run)."""
+    none = {m: seed_stats(entries, split, "none", m) for m in ("abs_rel", "rmse", "a1")}
+    med = seed_stats(entries, split, "median", "abs_rel")
+    lines = []
+    if "f" in none["abs_rel"] and "c" in none["abs_rel"]:
+        for m, better in (("abs_rel", -1), ("rmse", -1), ("a1", 1)):
+            (fm, fs, _), (cm, cs, _) = none[m]["f"], none[m]["c"]
+            gain = (fm - cm) * better
+            lines.append(f"- f against c, {m}: {fm:.3f} +- {fs:.3f} against {cm:.3f} +- {cs:.3f}: "
+                         + ("met" if gain > max(fs, cs) else "missed") + f" (gain {gain:+.3f}, spreads {fs:.3f} / {cs:.3f})")
+    if "f" in none["rmse"] and "b" in none["rmse"]:
+        ratio = none["rmse"]["f"][0] / none["rmse"]["b"][0]
+        rule = "at or below b's" if split == "unseen" else "within 10% of b's"
+        ok = ratio <= 1.0 if split == "unseen" else ratio <= 1.10
+        lines.append(f"- f's RMSE {rule}: f/b = {ratio:.3f}: " + ("met" if ok else "missed"))
+    if split == "unseen" and "f" in med and "teacher" in med:
+        fm, tm = med["f"][0], med["teacher"][0]
+        lines.append(f"- f's median-aligned AbsRel below the teacher's: {fm:.3f} against {tm:.3f}: "
+                     + ("met" if fm < tm else "missed"))
+    if split == "test" and "b" in none["abs_rel"] and "teacher" in none["abs_rel"]:
+        ra = none["abs_rel"]["b"][0] / none["abs_rel"]["teacher"][0]
+        rr = none["rmse"]["b"][0] / none["rmse"]["teacher"][0]
+        lines.append(f"- b reaches its teacher (within 10%): AbsRel b/teacher = {ra:.3f}, RMSE {rr:.3f}: "
+                     + ("met" if max(ra, rr) <= 1.10 else "missed: the schedule is too short to compare end points"))
+    if "g" in none["abs_rel"] and "c" in none["abs_rel"]:
+        (gm, _, _), (cm, cs, _) = none["abs_rel"]["g"], none["abs_rel"]["c"]
+        lines.append(f"- 1/6 of the sims (g) matches c: AbsRel {gm:.3f} against {cm:.3f} +- {cs:.3f}: "
+                     + ("met" if abs(gm - cm) <= max(cs, 1e-9) else "missed"))
+    return lines
+
+
+def write_results(args: argparse.Namespace, p: Profile, out: Path, data: Path, table: dict[str, dict],
+                  ids: dict[str, str], shown: dict[str, Path], minutes: float) -> list[str]:
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
-    (out / "results.json").write_text(json.dumps({"profile": args.profile, "commit": commit, "minutes": minutes,
-                                                  "rows": table}, indent=1))
+    command = f"python scripts/experiment_indoor.py --data {args.data} --profile {args.profile}" + \
+        (" --variants" if args.variants else "") + (f" --rows {args.rows}" if args.rows else "")
+    entries = result_entries(table, ids)
+    first = next(iter(table.values()))
+    models = {ids[label]: {k: row[k] for k in ("params", "macs", "cpu_ms") if k in row} for label, row in first.items()}
+    (out / "results.json").write_text(json.dumps({"data": data.name, "profile": args.profile, "commit": commit,
+                                                  "command": command, "minutes": round(minutes, 1),
+                                                  "rows": entries, "models": models}, indent=1))
     lines = [f"# Results: distilling an indoor depth teacher without its data ({args.profile} profile)", "",
-             f"Command: `python scripts/experiment_indoor.py --data {args.data} --profile {args.profile}`; commit {commit}; "
+             f"Command: `{command}`; commit {commit}; data {data.name}; "
              f"{minutes:.0f} minutes; input {p.size}; {p.steps} student steps of batch {p.batch}; "
-             f"{p.n_sim} simulated images (seed 0); training seeds 0 unless stated.", "",
-             "NYU protocol on split=test (Eigen crop, 1e-3 to 10 m), per image then averaged.", "",
-             *metrics_table(table), "", "Per scene, AbsRel without alignment:", "", *per_scene_table(table), "",
-             "Same test images for every model (RGB | ground truth | prediction | error): "
-             + ", ".join(f"`grid-{key}.png`" for key in shown), ""]
-    frames = prediction_figure(shown, data, p.size, out / "figure.png")
-    lines += ["", f"`figure.png`: depth predicted by each model (columns: {', '.join(shown)}) on the test frames "
-              + ", ".join(frames) + "; each row coloured over the teacher's 2nd-98th percentile, near bright.", ""]
+             f"{p.n_sim} simulated images (seed 0); training seeds 0 unless stated.", ""]
+    for split in table:
+        lines += [f"## split={split}", "", f"NYU protocol on split={split} (Eigen crop, 1e-3 to 10 m), per image then "
+                  "averaged.", "", *metrics_table(table[split]), "", "Per scene, AbsRel without alignment:", "",
+                  *per_scene_table(table[split]), "", f"Seeds {', '.join(map(str, SEEDS))}: mean +- spread "
+                  "(sample standard deviation):", "", *seed_table(entries, split), "", "Targets:", "",
+                  *target_lines(entries, split), ""]
+        frames = prediction_figure(shown, data, p.size, out / f"figure-{split}.png", split)
+        lines += [f"`figure-{split}.png`: depth predicted by each model (columns: {', '.join(shown)}) on the "
+                  f"{split} frames " + ", ".join(frames) + "; each row coloured over the teacher's 2nd-98th "
+                  "percentile, near bright.", ""]
+    lines += ["Same test images for every model (RGB | ground truth | prediction | error): "
+              + ", ".join(f"`grid-{key}.png`" for key in shown), ""]
     (out / "results.md").write_text("\n".join(lines))
     return lines
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--data", required=True, help="the rgbd-indoor folder (index.csv with train/test)")
+    ap.add_argument("--data", required=True, help="an RGB-D folder whose index.csv has split=train and test (and "
+                    "unseen: indoor-scenes)")
     ap.add_argument("--out", default="out/experiment")
     ap.add_argument("--profile", choices=sorted(PROFILES), default="cpu")
     ap.add_argument("--variants", action="store_true", help="also run the variants of row f (VARIANTS)")
@@ -266,17 +370,22 @@ def main() -> None:
         models[row.label] = (row.id, train_row(row, base, images, out, show))
 
     print("== evaluation", flush=True)
-    table = {}
-    for label, (row_id, path) in models.items():
-        cached = path.with_name(path.name + ".eval.json")  # a model evaluated by an earlier call is not redone
-        if cached.exists() and cached.stat().st_mtime > path.stat().st_mtime:
-            table[label] = json.loads(cached.read_text())
-            continue
-        grid = out / f"grid-{row_id}.png" if "-s" not in row_id else None
-        table[label] = measure_model(path, data, p.size, protocol="nyu", split="test", grid_path=grid)
-        cached.write_text(json.dumps(table[label]))
+    table: dict[str, dict] = {}
+    for k, split in enumerate(data_splits(data)):
+        table[split] = {}
+        for label, (row_id, path) in models.items():
+            # a model evaluated by an earlier call is not redone
+            cached = path.with_name(path.name + f".eval-{split}.json")
+            if cached.exists() and cached.stat().st_mtime > path.stat().st_mtime:
+                table[split][label] = json.loads(cached.read_text())
+                continue
+            grid = out / f"grid-{row_id}.png" if "-s" not in row_id and split == "test" else None
+            table[split][label] = measure_model(path, data, p.size, protocol="nyu", split=split, grid_path=grid,
+                                                latency=k == 0)
+            cached.write_text(json.dumps(table[split][label]))
     shown = {row_id: path for row_id, path in models.values() if "-s" not in row_id}
-    lines = write_results(args, p, out, data, table, shown, (time.time() - t_start) / 60)
+    ids = {label: row_id for label, (row_id, _) in models.items()}
+    lines = write_results(args, p, out, data, table, ids, shown, (time.time() - t_start) / 60)
     print("\n".join(lines))
 
 

@@ -1,0 +1,62 @@
+"""The real-data experiment's bookkeeping (scripts/experiment_indoor.py): results.json entries,
+seed statistics and the targets check, on a made-up table (no training)."""
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import pytest
+
+SPEC = importlib.util.spec_from_file_location("experiment_indoor",
+                                              Path(__file__).resolve().parents[1] / "scripts" / "experiment_indoor.py")
+exp = importlib.util.module_from_spec(SPEC)
+sys.modules["experiment_indoor"] = exp  # dataclasses look their module up there
+SPEC.loader.exec_module(exp)
+
+
+def _row(abs_rel, rmse, a1, med):
+    metrics = lambda ar, r, a: {"overall": {"abs_rel": ar, "rmse": r, "a1": a}, "per_scene": {}}
+    return {"eval": {"none": metrics(abs_rel, rmse, a1), "median": metrics(med, rmse, a1)}, "params": 1, "macs": 1}
+
+
+def _table():
+    rows = {"teacher": ("teacher", _row(0.20, 0.60, 0.70, 0.30)),
+            "b0": ("b", _row(0.21, 0.62, 0.68, 0.20)), "b1": ("b-s1", _row(0.21, 0.62, 0.68, 0.20)),
+            "c0": ("c", _row(0.40, 0.90, 0.40, 0.30)), "c1": ("c-s1", _row(0.42, 0.92, 0.42, 0.30)),
+            "c2": ("c-s2", _row(0.38, 0.88, 0.38, 0.30)),
+            "f0": ("f", _row(0.30, 0.66, 0.55, 0.25)), "f1": ("f-s1", _row(0.31, 0.67, 0.56, 0.25)),
+            "f2": ("f-s2", _row(0.29, 0.65, 0.54, 0.25)), "g": ("g", _row(0.41, 0.90, 0.40, 0.30))}
+    table = {split: {label: row for label, (_, row) in rows.items()} for split in ("test", "unseen")}
+    return table, {label: rid for label, (rid, _) in rows.items()}
+
+
+def test_results_json_has_one_entry_per_row_seed_split_and_alignment():
+    table, ids = _table()
+    entries = exp.result_entries(table, ids)
+    assert len(entries) == 10 * 2 * 2
+    e = next(e for e in entries if e["run"] == "f-s2" and e["split"] == "unseen" and e["align"] == "median")
+    assert (e["id"], e["seed"], e["abs_rel"]) == ("f", 2, 0.25)
+    assert set(e) == {"id", "run", "label", "seed", "split", "align", "abs_rel", "rmse", "a1"}
+
+
+def test_seed_stats_and_targets():
+    table, ids = _table()
+    entries = exp.result_entries(table, ids)
+    mean, spread, n = exp.seed_stats(entries, "test", "none", "abs_rel")["c"]
+    assert n == 3 and mean == pytest.approx(0.40) and spread == pytest.approx(0.02)
+    test = "\n".join(exp.target_lines(entries, "test"))
+    assert "f against c, abs_rel" in test and "missed" not in test.split("f's RMSE")[0], test
+    assert "f/b = 1.065: met" in test  # within 10% of b on test
+    assert "b reaches its teacher" in test and "AbsRel b/teacher = 1.050" in test
+    unseen = "\n".join(exp.target_lines(entries, "unseen"))
+    assert "f/b = 1.065: missed" in unseen  # at or below b's on unseen
+    assert "below the teacher's: 0.250 against 0.300: met" in unseen
+    assert "(g) matches c: AbsRel 0.410 against 0.400 +- 0.020: met" in unseen
+    assert len(exp.seed_table(entries, "test")) == 2 + 3  # header + b, c, f
+
+
+def test_rows_run_three_seeds_of_b_c_and_f():
+    ids = [r.id for r in exp.ROWS]
+    for key in ("b", "c", "f"):
+        assert [i for i in ids if i.split("-")[0] == key] == [key, f"{key}-s1", f"{key}-s2"]
+    assert next(r for r in exp.ROWS if r.id == "c-s2").overrides["seed"] == 2
