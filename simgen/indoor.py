@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from simgen.layout import Builder, Record, footprint, footprint_corners, footprints_overlap, top
-from simgen.materials import emissive
+from simgen.materials import emissive, kelvin_to_rgb
 
 WALL_THICKNESS = 0.1
 OTHER = "*"  # furniture entry: any floor or wall mesh of a category no room type names
@@ -162,9 +162,9 @@ class RoomBuilder:
         self.structure.append(self.b.box("floor", (W / 2, D / 2, -t), (W + 2 * t, D + 2 * t, t)))
         self.structure.append(self.b.box("ceiling", (W / 2, D / 2, H), (W + 2 * t, D + 2 * t, t)))
         for _ in range(self.count(self.spec["doors"])):
-            self._opening("door", DOOR_WIDTH, lambda w: (0.0, min(float(self.rng.uniform(*DOOR_HEIGHT)), H - 0.15)))
+            self._opening("door", DOOR_WIDTH, lambda: (0.0, min(float(self.rng.uniform(*DOOR_HEIGHT)), H - 0.15)))
         for _ in range(self.count(self.spec["windows"])):
-            def heights(w):
+            def heights():
                 sill = float(self.rng.uniform(*WINDOW_SILL))
                 return sill, min(sill + float(self.rng.uniform(*WINDOW_HEIGHT)), H - 0.25)
             self._opening("window", WINDOW_WIDTH, heights)
@@ -190,7 +190,7 @@ class RoomBuilder:
             a0 = float(self.rng.uniform(0.3, wall.length - 0.3 - w))
             if any(o.wall == i and a0 < o.a1 + 0.3 and o.a0 < a0 + w + 0.3 for o in self.openings):
                 continue
-            z0, z1 = heights(w)
+            z0, z1 = heights()
             self.openings.append(Opening(i, a0, a0 + w, z0, z1, kind))
             return
 
@@ -440,16 +440,6 @@ class RoomBuilder:
         sky = np.array([0.6, 0.75, 1.0]) * float(self.rng.uniform(0.7, 1.0))
         return lights, {"color": [round(float(v), 4) for v in sky], "strength": float(self.rng.uniform(0.3, 1.0) * exposure),
                         "hdri": None}
-
-
-def kelvin_to_rgb(kelvin: float) -> list[float]:
-    """Approximate blackbody colour (Tanner Helland's fit), normalised to max 1."""
-    t = kelvin / 100.0
-    r = 255.0 if t <= 66 else 329.698727446 * (t - 60) ** -0.1332047592
-    g = 99.4708025861 * math.log(t) - 161.1195681661 if t <= 66 else 288.1221695283 * (t - 60) ** -0.0755148492
-    b = 255.0 if t >= 66 else (0.0 if t <= 19 else 138.5177312231 * math.log(t - 10) - 305.0447927307)
-    rgb = np.clip([r, g, b], 0, 255) / 255.0
-    return [round(float(v), 4) for v in rgb / rgb.max()]
 
 
 def build_room(b: Builder, room_type: str) -> Record:

@@ -15,6 +15,7 @@ A texture's kind is its `kind` field in library.json, else the first kind its na
 from __future__ import annotations
 
 import colorsys
+import math
 from typing import Any
 
 import numpy as np
@@ -152,6 +153,16 @@ def sample_material(rng: np.random.Generator, library: Library, category: str, s
     if style == "random":
         return random_material(rng, library, category)
     return plausible_material(rng, library, category)
+
+
+def kelvin_to_rgb(kelvin: float) -> list[float]:
+    """Approximate blackbody colour (Tanner Helland's fit), normalised to max 1."""
+    t = kelvin / 100.0
+    r = 255.0 if t <= 66 else 329.698727446 * (t - 60) ** -0.1332047592
+    g = 99.4708025861 * math.log(t) - 161.1195681661 if t <= 66 else 288.1221695283 * (t - 60) ** -0.0755148492
+    b = 255.0 if t >= 66 else (0.0 if t <= 19 else 138.5177312231 * math.log(t - 10) - 305.0447927307)
+    rgb = np.clip([r, g, b], 0, 255) / 255.0
+    return [round(float(v), 4) for v in rgb / rgb.max()]
 
 
 def emissive(material: Record, strength: float) -> Record:

@@ -7,8 +7,8 @@ import math
 
 import numpy as np
 
-from simgen.indoor import kelvin_to_rgb
 from simgen.layout import Builder, Record, footprint, footprint_corners, footprints_overlap
+from simgen.materials import kelvin_to_rgb
 
 HALF_LENGTH = 200.0          # the street runs along x over [-HALF_LENGTH, HALF_LENGTH]
 ROAD_WIDTH, WALK_WIDTH = (6.0, 12.0), (1.5, 4.0)
