@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from distill.checkpoint import load_model
-from distill.evaluate import evaluate_model
+from distill.evaluate import EvalConfig, evaluate_alignments, grid_row, predict, stack_rows
 from distill.networks import count_macs, count_params
 from simgen.options import Size
 
@@ -42,15 +42,43 @@ def measure_model(path: str | Path, data: str | Path, input_size: Size, protocol
     MACs, and its CPU latency. The grid picture is drawn for the first alignment."""
     device = torch.device("cpu")
     model, _ = load_model(path, device)
-    evals = {}
-    for k, align in enumerate(alignments):
-        r = evaluate_model(model, data, input_size, device, protocol=protocol, align=align, split=split,
-                           grid_path=grid_path if k == 0 else None)
-        evals[align] = {"overall": r["overall"], "per_scene": r["per_scene"]}
+    results = evaluate_alignments(model, data, input_size, device, tuple(alignments), protocol=protocol, split=split,
+                                  grid_path=grid_path)
+    evals = {align: {"overall": r["overall"], "per_scene": r["per_scene"]} for align, r in results.items()}
     row = {"eval": evals, "params": count_params(model), "macs": count_macs(model, input_size.hw)}
     if latency:
         row["cpu_ms"] = cpu_latency_ms(model, input_size)
     return row
+
+
+@torch.no_grad()
+def comparison_grid(models: dict[str, str | Path], data: str | Path, input_size: Size, path: str | Path,
+                    count: int = 6) -> None:
+    """One picture of the same frames for several models: RGB | ground truth | each model's depth |
+    the last model's relative error, one row per frame, the models' names on top."""
+    from PIL import Image, ImageDraw
+
+    from distill.data import RGBDFolder
+    from distill.layers import eval_mask
+
+    loaded = [load_model(p)[0] for p in models.values()]
+    ds = RGBDFolder(data, depth_scale=EvalConfig.depth_scale)
+    rows = []
+    for i in np.linspace(0, len(ds) - 1, min(count, len(ds))).round().astype(int):
+        item = ds[int(i)]
+        gt = item["depth"][0]
+        preds = [predict(m, item["rgb"][None], input_size)[0, 0] for m in loaded]
+        rows.append(grid_row(item["rgb"], gt, preds, eval_mask(gt, "none")))
+    sheet = stack_rows(rows)
+    head = 14
+    canvas = Image.new("RGB", (sheet.width, sheet.height + head), "white")
+    canvas.paste(sheet, (0, head))
+    draw, tile = ImageDraw.Draw(canvas), sheet.width // (len(loaded) + 3)
+    names = ["RGB", "ground truth", *models, f"error of {list(models)[-1]}"]
+    for k, name in enumerate(names):
+        draw.text((k * tile + 3, 1), name[: tile // 6], fill="black")
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    canvas.save(path)
 
 
 def metrics_table(rows: dict[str, dict[str, Any]], columns: tuple[tuple[str, str, str], ...] = (

@@ -53,10 +53,23 @@ def evaluate_model(model: torch.nn.Module, data: str | Path, input_size: Size, d
                    precision: str = EvalConfig.precision) -> dict[str, Any]:
     """Metrics of `model` (input size WxH) on RGB-D data; split 'all' or None: every frame;
     `precision` auto | fp32 | bf16 (distill/runtime.py)."""
+    return evaluate_alignments(model, data, input_size, device, (align,), protocol, depth_scale, split, grid_path,
+                               grid_count, precision)[align]
+
+
+@torch.no_grad()
+def evaluate_alignments(model: torch.nn.Module, data: str | Path, input_size: Size, device: torch.device,
+                        aligns: tuple[str, ...], protocol: str = EvalConfig.protocol,
+                        depth_scale: float = EvalConfig.depth_scale, split: str | None = EvalConfig.split,
+                        grid_path: str | Path | None = None, grid_count: int = 6,
+                        precision: str = EvalConfig.precision) -> dict[str, dict[str, Any]]:
+    """evaluate_model's result for each alignment, from one prediction per frame (the model runs
+    once however many alignments are asked for)."""
     precision = resolve_precision(precision, device)
     ds = RGBDFolder(data, depth_scale=depth_scale, split=None if split == "all" else split)
     model.eval()
-    per_image, rows = [], []
+    per_image: dict[str, list[dict[str, Any]]] = {a: [] for a in aligns}
+    rows = []
     wanted = set(np.linspace(0, len(ds) - 1, min(grid_count, len(ds))).round().astype(int).tolist())
     for i in range(len(ds)):
         item = ds[i]
@@ -69,25 +82,30 @@ def evaluate_model(model: torch.nn.Module, data: str | Path, input_size: Size, d
         mask = eval_mask(gt, protocol)
         if mask.sum() < 10:
             continue
-        p = align_prediction(pred[mask], gt[mask], align).clamp(1e-3, None)
-        errors = compute_depth_errors(gt[mask], p)
-        per_image.append({"name": item["name"], "scene": item["scene"], **errors})
+        for align in aligns:
+            p = align_prediction(pred[mask], gt[mask], align).clamp(1e-3, None)
+            per_image[align].append({"name": item["name"], "scene": item["scene"], **compute_depth_errors(gt[mask], p)})
         if grid_path and i in wanted:
-            rows.append(_grid_row(item["rgb"], gt.cpu(), pred.cpu(), mask.cpu()))
-    if not per_image:
+            rows.append(grid_row(item["rgb"], gt.cpu(), [pred.cpu()], mask.cpu()))
+    if not per_image[aligns[0]]:
         raise ConfigError(f"{data}: no image had valid ground truth under protocol {protocol!r}")
+    if grid_path and rows:
+        Path(grid_path).parent.mkdir(parents=True, exist_ok=True)
+        stack_rows(rows).save(grid_path)
+    return {align: _summary(images, protocol, align, precision) for align, images in per_image.items()}
+
+
+def _summary(per_image: list[dict[str, Any]], protocol: str, align: str, precision: str) -> dict[str, Any]:
+    """Per-image errors averaged overall and per scene."""
     overall = {k: float(np.mean([r[k] for r in per_image])) for k in METRIC_NAMES}
     scenes = sorted({r["scene"] for r in per_image if r["scene"]})
     per_scene = {s: {k: float(np.mean([r[k] for r in per_image if r["scene"] == s])) for k in METRIC_NAMES}
                  for s in scenes}
-    if grid_path and rows:
-        Path(grid_path).parent.mkdir(parents=True, exist_ok=True)
-        _stack_rows(rows).save(grid_path)
     return {"protocol": protocol, "align": align, "precision": precision, "images": len(per_image), "overall": overall,
             "per_scene": per_scene, "per_image": per_image}
 
 
-def _stack_rows(rows: list[np.ndarray]) -> Image.Image:
+def stack_rows(rows: list[np.ndarray]) -> Image.Image:
     """Grid rows stacked; rows of frames of other sizes (as in KITTI) are scaled to the first
     row's height and the sheet is padded white."""
     height = rows[0].shape[0]
@@ -99,11 +117,14 @@ def _stack_rows(rows: list[np.ndarray]) -> Image.Image:
     return sheet
 
 
-def _grid_row(rgb: torch.Tensor, gt: torch.Tensor, pred: torch.Tensor, mask: torch.Tensor) -> np.ndarray:
+def grid_row(rgb: torch.Tensor, gt: torch.Tensor, preds: list[torch.Tensor], mask: torch.Tensor) -> np.ndarray:
+    """RGB | ground truth | each prediction | the last prediction's relative error (green 0, red 50%
+    or more), depth coloured over the frame's ground-truth range."""
     from simgen.preview import colorize_depth
 
     valid = gt[gt > 0]
     lo, hi = (float(valid.min()), float(valid.max())) if valid.numel() else (None, None)
+    pred = preds[-1]
     err = torch.zeros_like(gt)
     err[mask] = (torch.abs(pred[mask] - gt[mask]) / gt[mask]).clamp(0, 0.5) / 0.5
     err_rgb = (np.stack([err.numpy(), 1 - err.numpy(), np.zeros_like(err.numpy())], -1) * 255).astype(np.uint8)
@@ -111,7 +132,7 @@ def _grid_row(rgb: torch.Tensor, gt: torch.Tensor, pred: torch.Tensor, mask: tor
     if rgb.shape[-2:] != gt.shape:
         rgb = F.interpolate(rgb[None], size=gt.shape, mode="bilinear", align_corners=False)[0].clamp(0, 1)
     tiles = [(rgb.permute(1, 2, 0).numpy() * 255).astype(np.uint8), colorize_depth(gt.numpy(), lo, hi),
-             colorize_depth(pred.numpy(), lo, hi), err_rgb]
+             *[colorize_depth(p.numpy(), lo, hi) for p in preds], err_rgb]
     return np.concatenate([np.pad(t, ((2, 2), (2, 2), (0, 0)), constant_values=255) for t in tiles], 1)
 
 

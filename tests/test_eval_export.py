@@ -12,7 +12,7 @@ from PIL import Image
 
 from conftest import SIZE
 from distill.checkpoint import save_checkpoint
-from distill.evaluate import evaluate_model
+from distill.evaluate import evaluate_alignments, evaluate_model
 from distill.networks import build_depth_model
 from simgen.options import Size
 
@@ -64,6 +64,24 @@ def test_metrics_per_scene_and_alignment(rgbd_folder, tmp_path):
                             align="median", split="test")
     assert median["overall"]["abs_rel"] == pytest.approx(0.0, abs=1e-6)
     assert (tmp_path / "grid.png").exists()
+
+
+def test_several_alignments_share_one_prediction_per_frame(rgbd_folder):
+    class Counting(ConstantDepth):
+        calls = 0
+
+        def forward(self, x):
+            Counting.calls += x.shape[0]
+            return super().forward(x)
+
+    both = evaluate_alignments(Counting(3.0), rgbd_folder, Size(64, 32), torch.device("cpu"), ("none", "median"),
+                               protocol="none", split="test")
+    assert Counting.calls == 4  # four test frames, each predicted once for both alignments
+    for align in ("none", "median"):
+        alone = evaluate_model(ConstantDepth(3.0), rgbd_folder, Size(64, 32), torch.device("cpu"), protocol="none",
+                               align=align, split="test")
+        assert both[align]["overall"] == alone["overall"] and both[align]["align"] == align
+    assert both["median"]["overall"]["abs_rel"] < both["none"]["overall"]["abs_rel"]
 
 
 @pytest.mark.slow
