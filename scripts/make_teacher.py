@@ -26,9 +26,7 @@ from pathlib import Path
 
 from demo import command, stage
 
-from distill.checkpoint import load_model
 from distill.compare import measure_model
-from distill.networks import count_params
 from distill.standin import FIT_SEED, RENDER_ARGS, RESOLUTION, STANDIN_CARD, STANDIN_CKPT, TEST_SEED, write_compact
 from simgen.options import parse_size
 
@@ -98,9 +96,8 @@ def main() -> None:
     digest = write_compact(full, dest)
     row = measure_model(dest, test_data, args.size, protocol="none", split=None, latency=False)
     metrics = {align: {k: round(v, 4) for k, v in r["overall"].items()} for align, r in row["eval"].items()}
-    model, _ = load_model(dest)
     meta = {"file": dest.name, "sha256": digest, "arch": "resnet18", "input_size": list(args.size),
-            "params": count_params(model), "license": "MIT (LICENSE.md beside this file)",
+            "params": row["params"], "license": "MIT (LICENSE.md beside this file)",
             "trained_on": f"{args.frames} frames of `simgen render {' '.join(RENDER_ARGS)} --resolution {RESOLUTION} --seed {FIT_SEED}` "
                           "(built-in procedural assets only)",
             "command": "python " + " ".join(sys.argv), "fit_command": "distill " + " ".join(map(str, fit)),
