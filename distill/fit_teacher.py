@@ -9,10 +9,10 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, Sampler
 
-from distill.checkpoint import save_checkpoint
-from distill.data import RGBDFolder, augment, resize_crop
+from distill.checkpoint import CheckpointError, read_checkpoint, save_checkpoint
+from distill.data import EPOCH_SEED_STRIDE, RGBDFolder, augment, resize_crop
 from distill.networks import ARCHITECTURES, build_depth_model, count_params
 from distill.runtime import (PRECISIONS, autocast, describe_precision, memory_format, pick_device, resolve_precision,
                              to_memory_format)
@@ -26,6 +26,8 @@ MAX_WARMUP_STEPS = 200
 # (BTS, AdaBins do the same)
 SILOG_SCALE = 10.0
 SILOG_VARIANCE_FOCUS = 0.85  # lambda of Eigen et al.: 1 = fully scale-invariant, 0 = plain log RMSE
+# the state of an unfinished fit (OUT.partial) is written every this many steps, for --resume
+PARTIAL_EVERY = 250
 
 
 @dataclass
@@ -48,6 +50,7 @@ class FitConfig:
     device: str = option("auto", "auto, cpu, cuda or cuda:N")
     precision: str = option("auto", "auto | fp32 | bf16 (see distill train --help)", choices=PRECISIONS)
     channels_last: bool = option(True, "NHWC memory layout")
+    resume: bool = option(False, f"continue the unfinished fit in OUT.partial (written every {PARTIAL_EVERY} steps) where it stopped")
 
     def __post_init__(self) -> None:
         self.input_size = as_size(self.input_size)
@@ -59,17 +62,37 @@ class FitConfig:
             raise ConfigError(f"--input-size {self.input_size}: width and height must be at least 32")
 
 
+class _EpochOrder(Sampler[int]):
+    """The frame order of a fit as one endless stream of positions k: frame k % n in epoch k // n,
+    each epoch a fresh permutation drawn from (seed, epoch). A pure function of the seed (not of
+    the worker count), and it can start anywhere: resuming at step s starts at s * batch size
+    without reading the frames before it."""
+
+    def __init__(self, n: int, seed: int, start: int = 0):
+        self.n, self.seed, self.start = n, seed, start
+
+    def __iter__(self):
+        epoch, offset = divmod(self.start, self.n)
+        while True:
+            order = torch.randperm(self.n, generator=torch.Generator().manual_seed(self.seed * EPOCH_SEED_STRIDE + epoch))
+            for frame in order[offset:].tolist():
+                yield epoch * self.n + frame
+            epoch, offset = epoch + 1, 0
+
+
 class _Augmented(Dataset):
+    """Frame k % n, cropped and jittered with a generator keyed by (seed, k): a new draw for
+    every frame in every epoch."""
+
     def __init__(self, base: RGBDFolder, hw: tuple[int, int], seed: int):
         self.base, self.hw, self.seed = base, hw, seed
 
     def __len__(self) -> int:
         return len(self.base)
 
-    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
-        item = self.base[i]
-        # differs per epoch (the DataLoader reseeds torch per worker and epoch), fixed by the seed
-        rng = random.Random(f"{self.seed}-{i}-{torch.initial_seed()}")
+    def __getitem__(self, k: int) -> dict[str, torch.Tensor]:
+        item = self.base[k % len(self.base)]
+        rng = random.Random(f"{self.seed}-{k}")
         t = {"rgb": item["rgb"], "depth": item["depth"], "inst": torch.zeros_like(item["depth"], dtype=torch.int64)}
         t = augment(resize_crop(t, self.hw, rng), rng)
         return {"rgb": t["rgb"], "depth": t["depth"]}
@@ -83,20 +106,27 @@ def supervised_loss(pred: torch.Tensor, gt: torch.Tensor) -> torch.Tensor:
 
 
 # how a fit was executed, not what it computes
-RUN_KEYS = {"workers", "device", "precision", "channels_last", "out"}
+RUN_KEYS = {"workers", "device", "precision", "channels_last", "out", "resume"}
+
+
+def partial_path(out: str | Path) -> Path:
+    """Where an unfinished fit keeps its state (model, optimiser, step) until OUT is written."""
+    return Path(f"{out}.partial")
+
+
+def _config_differences(saved: dict[str, Any], cfg: FitConfig) -> list[str]:
+    old, new = asdict(FitConfig(**{**asdict(FitConfig()), **saved})), asdict(cfg)
+    return sorted(k for k in new if k not in RUN_KEYS and old.get(k) != new.get(k))
 
 
 def _existing_fit(cfg: FitConfig) -> dict[str, Any]:
     """`out` exists: the same fit done before is reused (nothing to do); anything else is refused."""
-    from distill.checkpoint import CheckpointError, read_checkpoint
-
     try:
         saved = read_checkpoint(cfg.out).get("fit_config")
     except CheckpointError:
         saved = None
     if saved is not None:
-        old, new = asdict(FitConfig(**{**asdict(FitConfig()), **saved})), asdict(cfg)
-        diff = sorted(k for k in new if k not in RUN_KEYS and old.get(k) != new.get(k))
+        diff = _config_differences(saved, cfg)
         if not diff:
             return {"steps": cfg.steps, "loss": float("nan"), "out": str(cfg.out), "already_finished": True}
         raise FileExistsError(f"{cfg.out} holds a teacher fitted with another config (differs in: {', '.join(diff)}); "
@@ -104,7 +134,30 @@ def _existing_fit(cfg: FitConfig) -> dict[str, Any]:
     raise FileExistsError(f"{cfg.out} exists; choose a new output file (nothing was overwritten)")
 
 
+def _resume_step(cfg: FitConfig, model: torch.nn.Module, opt: torch.optim.Optimizer, sched: Any) -> int:
+    """The step to start at: 0, or where OUT.partial stopped (its state loaded) under --resume. An
+    unfinished fit is never overwritten without --resume, nor continued with another config."""
+    partial = partial_path(cfg.out)
+    if not partial.exists():
+        if cfg.resume:
+            raise FileNotFoundError(f"--resume: no unfinished fit {partial} to continue")
+        return 0
+    if not cfg.resume:
+        raise FileExistsError(f"{partial} holds an unfinished fit; pass --resume to continue it, or choose another "
+                              "--out (nothing was overwritten)")
+    state = read_checkpoint(partial)
+    diff = _config_differences(state["fit_config"], cfg)
+    if diff:
+        raise ConfigError(f"--resume: {partial} was fitted with another config (differs in: {', '.join(diff)}); "
+                          "use the same options or another --out")
+    model.load_state_dict(state["model"])
+    opt.load_state_dict(state["opt"])
+    sched.load_state_dict(state["sched"])
+    return int(state["step"])
+
+
 def fit_teacher(cfg: FitConfig, show_progress: bool = True) -> dict[str, Any]:
+    """Fit (or, with cfg.resume, continue fitting) cfg.arch on cfg.data; writes cfg.out once done."""
     from tqdm import tqdm
 
     out = Path(cfg.out)
@@ -115,30 +168,34 @@ def fit_teacher(cfg: FitConfig, show_progress: bool = True) -> dict[str, Any]:
     device = pick_device(cfg.device)
     precision = resolve_precision(cfg.precision, device)
     torch.manual_seed(cfg.seed)
-    data = _Augmented(RGBDFolder(cfg.data, cfg.depth_scale, cfg.split), cfg.input_size.hw, cfg.seed)
-    loader = DataLoader(data, batch_size=cfg.batch_size, shuffle=True, drop_last=True, num_workers=cfg.workers,
-                        generator=torch.Generator().manual_seed(cfg.seed), persistent_workers=cfg.workers > 0)
     model = to_memory_format(build_depth_model(cfg.arch, cfg.min_depth, cfg.max_depth).to(device), cfg.channels_last)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=1e-4)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(min(MAX_WARMUP_STEPS, cfg.steps // 10 + 1), cfg.steps))
+    step = _resume_step(cfg, model, opt, sched)
+    data = _Augmented(RGBDFolder(cfg.data, cfg.depth_scale, cfg.split), cfg.input_size.hw, cfg.seed)
+    loader = DataLoader(data, batch_size=cfg.batch_size, drop_last=True, num_workers=cfg.workers,
+                        sampler=_EpochOrder(len(data), cfg.seed, start=step * cfg.batch_size))
     print(f"fit-teacher {cfg.arch}: {count_params(model) / 1e6:.2f} M parameters, {len(data)} frames, {device}, "
-          f"{describe_precision(cfg.precision, precision, device)}")
-    step, loss = 0, torch.zeros(())
-    with tqdm(total=cfg.steps, unit="step", disable=not show_progress) as bar:
+          f"{describe_precision(cfg.precision, precision, device)}" + (f"; continuing at step {step}" if step else ""))
+    loss = torch.zeros(())
+    batches = iter(loader)
+    with tqdm(total=cfg.steps, initial=step, unit="step", disable=not show_progress) as bar:
         while step < cfg.steps:
-            for batch in loader:
-                with autocast(device, precision):
-                    pred = model(batch["rgb"].to(device).contiguous(memory_format=memory_format(cfg.channels_last)))
-                loss = supervised_loss(pred.float(), batch["depth"].to(device))
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-                opt.step()
-                sched.step()
-                step += 1
-                bar.update(1)
-                bar.set_postfix(loss=f"{loss.item():.3f}")
-                if step >= cfg.steps:
-                    break
+            batch = next(batches)
+            with autocast(device, precision):
+                pred = model(batch["rgb"].to(device).contiguous(memory_format=memory_format(cfg.channels_last)))
+            loss = supervised_loss(pred.float(), batch["depth"].to(device))
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            opt.step()
+            sched.step()
+            step += 1
+            bar.update(1)
+            bar.set_postfix(loss=f"{loss.item():.3f}")
+            if step % PARTIAL_EVERY == 0 and step < cfg.steps:
+                save_checkpoint(partial_path(out), model, cfg.arch, cfg.input_size, cfg.min_depth, cfg.max_depth,
+                                fit_config=asdict(cfg), step=step, opt=opt.state_dict(), sched=sched.state_dict())
     save_checkpoint(out, model, cfg.arch, cfg.input_size, cfg.min_depth, cfg.max_depth, fit_config=asdict(cfg))
+    partial_path(out).unlink(missing_ok=True)  # our own state file, superseded by OUT
     return {"steps": step, "loss": loss.item(), "out": str(out)}

@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """The paper's experiment on real indoor RGB-D data: one command for the whole table.
 
-    python scripts/experiment_indoor.py --data ../shared/data/rgbd-indoor [--profile cpu|gpu|smoke] [--out out/experiment]
+    python scripts/experiment_indoor.py --data ../shared/data/rgbd-indoor [--profile cpu|round1|gpu|smoke] [--out out/experiment]
 
 The data folder is research data: it is read in place, never copied into the project; derived
 files (the list of real train images row b distils on with `--images`, noise images for row h) go
@@ -47,7 +47,7 @@ from distill.checkpoint import load_model
 from distill.compare import measure_model, metrics_table, per_scene_table
 from distill.data import RGBDFolder
 from distill.evaluate import predict
-from distill.fit_teacher import FitConfig, fit_teacher
+from distill.fit_teacher import FitConfig, fit_teacher, partial_path
 from distill.mixing import MixConfig
 from distill.train import CHECKPOINT, FINAL, TrainConfig, train
 from simgen import shards
@@ -355,13 +355,15 @@ def main() -> None:
     print("== teacher", flush=True)
     teacher = out / "teacher.ckpt"
     fit_teacher(FitConfig(data=str(data), out=str(teacher), arch="resnet18", input_size=p.size, split="train",
-                          steps=p.teacher_steps, batch_size=p.batch, lr=2e-3, workers=2), show_progress=show)
+                          steps=p.teacher_steps, batch_size=p.batch, lr=2e-3, workers=2,
+                          resume=partial_path(teacher).exists()), show_progress=show)
     models: dict[str, tuple[str, Path]] = {"teacher (ResNet-18, supervised)": ("teacher", teacher)}
     if with_a:
         print("== a: supervised student", flush=True)
         sup = out / "a-supervised.ckpt"
         fit_teacher(FitConfig(data=str(data), out=str(sup), arch="mobilenetv2", input_size=p.size, split="train",
-                              steps=p.steps, batch_size=p.batch, lr=1e-3, workers=2), show_progress=show)
+                              steps=p.steps, batch_size=p.batch, lr=1e-3, workers=2,
+                              resume=partial_path(sup).exists()), show_progress=show)
         models["a supervised, real train + GT"] = ("a", sup)
 
     print("== data", flush=True)

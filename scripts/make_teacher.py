@@ -10,7 +10,8 @@
     python scripts/make_teacher.py [--frames 4800] [--steps 10000] [--work out/make-teacher]
 
 The shipped file came from the defaults (teacher.json says how long it took and what it reached).
-Every step is a `simgen` or `distill` command, printed; a rerun skips what is finished.
+Every step is a `simgen` or `distill` command, printed; a rerun skips what is finished, and an
+interrupted fit continues from its last saved state (`fit-teacher --resume`, every 250 steps).
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from pathlib import Path
 from demo import command, stage
 
 from distill.compare import measure_model
+from distill.fit_teacher import partial_path
 from distill.standin import FIT_SEED, RENDER_ARGS, RESOLUTION, STANDIN_CARD, STANDIN_CKPT, TEST_SEED, write_compact
 from simgen.options import parse_size
 
@@ -89,7 +91,7 @@ def main() -> None:
     fit = ["fit-teacher", "--data", fit_data, "--out", full, "--arch", "resnet18", "--input-size", args.size,
            "--split", "all", "--steps", args.steps, "--batch-size", args.batch_size, "--lr", args.lr,
            "--workers", args.workers]
-    command("distill", *fit)
+    command("distill", *fit, *(["--resume"] if partial_path(full).exists() else []))  # an interrupted fit goes on
     fit_minutes = (time.time() - t_fit) / 60
 
     stage("3/3 compact copy, metrics on the held-out frames, card")
