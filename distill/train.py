@@ -91,6 +91,8 @@ class TrainConfig:
     refresh_kd_target: bool = option(False, "run T and the teacher again after T's update for the student's target "
                                      "(the paper's step; one T and teacher pass more per step)")
     seed: int = option(0, "seed of initialisation, data order, augmentation and mixing")
+    init_output: bool = option(False, "before the first step, set the student's output bias to the teacher's median "
+                               "depth on the first batch (metric teachers; see DepthNet.start_at_depth)")
     workers: int = option(2, "DataLoader worker processes")
     device: str = option("auto", "auto, cpu, cuda or cuda:N")
     precision: str = option("auto", "auto: bf16 autocast where the device runs it natively (CUDA with bf16, a CPU "
@@ -291,6 +293,8 @@ class Distiller:
         if t_depth is None:
             with torch.no_grad(), self._ctx():
                 t_depth = self.teacher.target(rgb)
+        if self.step == 0 and cfg.init_output and not self.teacher.relative:
+            self._start_at_teacher_depth(t_depth)
         with self._ctx():
             s_depth = self.student_fwd(rgb)
         losses = self.kd(s_depth.float(), t_depth.float())
@@ -305,6 +309,15 @@ class Distiller:
         self.last_images = {"input": batch["rgb"][:4], "transformed": rgb[:4].detach().cpu(),
                       "teacher": t_depth[:4].detach().cpu(), "student": s_depth[:4].detach().float().cpu()}
         return logs
+
+    def _start_at_teacher_depth(self, t_depth: torch.Tensor) -> None:
+        """--init-output: the untrained student starts at the teacher's median depth (the same on
+        every rank)."""
+        depth = t_depth.detach().float().median().reshape(1)
+        if self.world > 1:
+            torch.distributed.all_reduce(depth)
+            depth /= self.world
+        self.student.start_at_depth(float(depth))
 
     # ------------------------------------------------------------------------------ checkpoints
 

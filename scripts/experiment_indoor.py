@@ -25,7 +25,7 @@ OUT/results.json (one entry per row, seed, split and alignment; commit it as doc
 OUT/figure-SPLIT.png (every model's depth on the same frames) and OUT/grid-*.png.
 Finished steps are reused when the command is run again, and only when their recorded config
 matches (a changed --profile into the same --out is an error, not a silent reuse). `--variants` adds rows v1.. (VARIANTS):
-changes to row f that the method leaves open. `--rows f,v4` runs only those rows (and the teacher).
+changes to rows b, c and f (mostly what the method leaves open). `--rows f,v4` runs only those rows (and the teacher).
 """
 
 from __future__ import annotations
@@ -73,6 +73,10 @@ PROFILES = {
     "round1": Profile(Size(128, 96), 600, 1500, 400, 8, Size(320, 240), 64),
     # the second round's table in under 120 minutes on 2 cores (docs/results.md)
     "cpu": Profile(Size(128, 96), 600, 1500, 1000, 8, Size(320, 240), 64),
+    # four times the cpu profile's training, three times its sims: about 6 hours on 2 cores (an
+    # estimate from the cpu profile's per-step times; not run yet). Every stage saves its progress,
+    # so the same command run again continues where the last sitting stopped.
+    "long": Profile(Size(128, 96), 1800, 6000, 4000, 8, Size(320, 240), 64),
     "gpu": Profile(Size(320, 224), 6000, 8000, 4000, 16, Size(320, 240), 64),
 }
 
@@ -117,7 +121,7 @@ ROWS = [
     Row("h", "h KD, no-scene images", "no-scene", PLAIN_KD),
 ]
 EVAL_SPLITS = ("test", "unseen")  # each one the data set has (rgbd-indoor: test only)
-# Tries of what the method leaves open, each a change to row f; run with --variants.
+# Tries, each a change to row b, c or f (mostly what the method leaves open); run with --variants.
 VARIANTS = [
     # the defaults are the measured better form (normalised BN term, lr_T 1e-3); v1 and v2 are the
     # paper's form and the half-way point, kept so that the comparison can be made again
@@ -130,6 +134,11 @@ VARIANTS = [
     Row("v4", "v4 f, KD target refreshed after T's update (seed 0)", "sims", {**METHOD, "refresh_kd_target": True}),
     Row("v4-s1", "v4 f, KD target refreshed after T's update (seed 1)", "sims",
         {**METHOD, "refresh_kd_target": True, "seed": 1}),
+    # the student's output bias set to the teacher's median depth before the first step
+    # (--init-output on): at the default init it predicts about 0.2 m and spends steps finding the scale
+    Row("v5", "v5 c, output started at the teacher's depth", "sims", {**PLAIN_KD, "init_output": True}),
+    Row("v6", "v6 f, output started at the teacher's depth", "sims", {**METHOD, "init_output": True}),
+    Row("v7", "v7 b, output started at the teacher's depth", "real", {**PLAIN_KD, "init_output": True}),
 ]
 
 
@@ -211,8 +220,9 @@ def prepare_images(p: Profile, out: Path, data: Path, show: bool) -> dict[str, P
     """Every training image set a row can name (rendered or derived once; reused after)."""
     sims, sims_sixth = out / "sims", out / "sims-sixth"
     cfg = RenderConfig(scene="indoor", resolution=p.resolution, samples_per_shard=p.samples_per_shard)
-    render(sims, cfg, seed=0, n=p.n_sim, show_progress=show)
-    render(sims_sixth, cfg, seed=0, n=max(2, p.n_sim // 6), show_progress=show)
+    # two Blender workers: the samples are the same for any worker count (a function of config, seed, index)
+    render(sims, cfg, seed=0, n=p.n_sim, workers=2, show_progress=show)
+    render(sims_sixth, cfg, seed=0, n=max(2, p.n_sim // 6), workers=2, show_progress=show)
     return {"sims": sims, "sims-sixth": sims_sixth, "real": real_train_list(data, out / "real-train-images.txt"),
             "no-scene": patch_shuffled(sims, out / "no-scene")}
 
@@ -343,7 +353,7 @@ def main() -> None:
                     "unseen: indoor-scenes)")
     ap.add_argument("--out", default="out/experiment")
     ap.add_argument("--profile", choices=sorted(PROFILES), default="cpu")
-    ap.add_argument("--variants", action="store_true", help="also run the variants of row f (VARIANTS)")
+    ap.add_argument("--variants", action="store_true", help="also run the variants of rows b, c and f (VARIANTS)")
     ap.add_argument("--rows", help="comma-separated row keys to run (e.g. f,v4); default: all rows")
     ap.add_argument("--quiet", action="store_true")
     args = ap.parse_args()

@@ -53,3 +53,13 @@ def test_size_counters():
     assert count_macs(conv, (10, 12)) == 8 * 10 * 12 * 3 * 9
     student, teacher = build_depth_model("mobilenetv2"), build_depth_model("resnet34")
     assert count_params(student) < count_params(teacher) / 4
+
+
+@pytest.mark.parametrize("arch", ["mobilenetv2", "resnet18"])
+def test_start_at_depth_sets_where_an_untrained_model_predicts(arch):
+    torch.manual_seed(0)
+    model = build_depth_model(arch, 0.1, 10.0).eval()
+    image = torch.rand(2, 3, 64, 96)
+    assert model(image).median() < 0.3  # the sigmoid's middle: about 0.2 m
+    model.start_at_depth(2.5)
+    assert model(image).median().item() == pytest.approx(2.5, rel=0.05)

@@ -140,7 +140,7 @@ def test_transform_moves_images_toward_the_teachers_bn_statistics(tmp_path, synt
     for _ in range(40):
         d.train_step({k: v[:8] for k, v in dark.items()})
     # measured: 27.1 -> 9.3 (0.34x). With bn_loss="sum" the same check gave 0.69x in one run and 0.90x
-    # in another (the plain sum is dominated by deep layers; see docs/results.md): not tested
+    # in another (the plain sum is dominated by deep layers; see docs/results-round1.md): not tested
     assert held_out_bn() < 0.6 * before
 
 
@@ -275,3 +275,18 @@ def test_resume_from_a_moved_or_respelled_run_folder(tmp_path, synthetic_shards,
     (tmp_path / "run").rename(tmp_path / "moved")
     summary = train(replace(cfg, out=str(tmp_path / "moved") + "/", resume=True), show_progress=False)
     assert summary["steps"] == 4
+
+
+def test_init_output_starts_the_student_at_the_teachers_depth(tmp_path, synthetic_shards, teacher_file, train_config):
+    def median_gap(init: bool) -> float:
+        cfg = train_config(synthetic_shards, teacher_file, tmp_path / f"run-{init}", lr=1e-9, transform="off",
+                           mixing=False, init_output=init)
+        d = Distiller(cfg)
+        batch = next(iter(make_loader(cfg, d.hw)))
+        d.train_step(batch)  # lr 1e-9: the step itself moves nothing
+        d.student.eval()
+        with torch.no_grad():
+            teacher, student = d.teacher.target(batch["rgb"]).median(), d.student(batch["rgb"]).median()
+        return abs(student / teacher - 1).item()
+
+    assert median_gap(False) > 0.5 and median_gap(True) < 0.15
