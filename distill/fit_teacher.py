@@ -50,7 +50,8 @@ class FitConfig:
     device: str = option("auto", "auto, cpu, cuda or cuda:N")
     precision: str = option("auto", "auto | fp32 | bf16 (see distill train --help)", choices=PRECISIONS)
     channels_last: bool = option(True, "NHWC memory layout")
-    resume: bool = option(False, f"continue the unfinished fit in OUT.partial (written every {PARTIAL_EVERY} steps) where it stopped")
+    resume: bool = option(False, f"continue the unfinished fit in OUT.partial (written every {PARTIAL_EVERY} steps) "
+                          "where it stopped")
 
     def __post_init__(self) -> None:
         self.input_size = as_size(self.input_size)

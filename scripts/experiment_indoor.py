@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """The paper's experiment on real indoor RGB-D data: one command for the whole table.
 
-    python scripts/experiment_indoor.py --data ../shared/data/rgbd-indoor [--profile cpu|round1|gpu|smoke] [--out out/experiment]
+    python scripts/experiment_indoor.py --data ../shared/data/rgbd-indoor [--profile cpu|long|round1|gpu|smoke] [--out out/experiment]
 
 The data folder is research data: it is read in place, never copied into the project; derived
 files (the list of real train images row b distils on with `--images`, noise images for row h) go
