@@ -145,6 +145,7 @@ def test_the_readme_main_job_runs_end_to_end(tmp_path):
                        cwd=Path(__file__).resolve().parents[1])
     assert r.returncode == 0, r.stderr[-3000:]
     assert "sha256 verified" in r.stdout
+    assert r.stdout.count("--init-output on") == 2  # both students start at the teacher's depth
     report = (out / "report.md").read_text()
     assert "| student (MobileNetV2, distilled) |" in report and "| teacher (stand-in, ResNet-18) |" in report
     assert "| student, plain KD on the same sims |" in report and "a speed-up of" in report
