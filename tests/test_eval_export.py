@@ -92,7 +92,9 @@ def test_eval_export_and_reeval_through_the_cli(rgbd_folder, tmp_path):
     # Without alignment: an untrained model is far off (AbsRel near 1), so the exported model's
     # AbsRel is compared at a scale where float noise does not matter (median-aligned, these flat
     # frames give AbsRel ~3e-5, whose 4th digit is noise).
-    r = run("eval", "--model", str(ckpt), "--data", str(rgbd_folder), "--protocol", "nyu", "--out", str(tmp_path / "ev"))
+    # fp32 on every machine (auto is bf16 where the CPU has it): the two evaluations compare numerics
+    r = run("eval", "--model", str(ckpt), "--data", str(rgbd_folder), "--protocol", "nyu", "--precision", "fp32",
+            "--out", str(tmp_path / "ev"))
     assert r.returncode == 0, r.stderr
     metrics = json.loads((tmp_path / "ev" / "metrics.json").read_text())
     assert metrics["align"] == "none" and set(metrics["per_scene"]) == {"kitchen", "corridor"}
@@ -103,7 +105,7 @@ def test_eval_export_and_reeval_through_the_cli(rgbd_folder, tmp_path):
         spec = json.loads((tmp_path / name).with_suffix(".json").read_text())
         assert spec["max_abs_diff"] < 1e-3 and spec["input"]["shape"] == ["B", 3, 32, 64]
     r = run("eval", "--model", str(tmp_path / "student.ts"), "--data", str(rgbd_folder), "--protocol", "nyu",
-            "--out", str(tmp_path / "ev2"))
+            "--precision", "fp32", "--out", str(tmp_path / "ev2"))
     assert r.returncode == 0, r.stderr
     again = json.loads((tmp_path / "ev2" / "metrics.json").read_text())
     assert again["overall"]["abs_rel"] == pytest.approx(metrics["overall"]["abs_rel"], rel=1e-4)
