@@ -92,7 +92,7 @@ def measure(teacher: Teacher, hooks: list[BNStatsHook], rgb: torch.Tensor, gt: t
 def load_transform(run: str | Path):
     """The transformation network of a run (its directory, checkpoint.pt or student.pt)."""
     from distill.checkpoint import read_checkpoint
-    from distill.networks.transform import TransformNet
+    from distill.networks.transform import build_transform
     from distill.train import CHECKPOINT, FINAL
 
     path = Path(run)
@@ -101,7 +101,7 @@ def load_transform(run: str | Path):
     ckpt = read_checkpoint(path)
     if ckpt.get("transform") is None:
         raise TeacherError(f"--run {run}: this run has no transformation network (trained with --transform off?)")
-    net = TransformNet()
+    net = build_transform((ckpt.get("config") or {}).get("transform_net", "residual"))  # runs before the option: residual
     net.load_state_dict(ckpt["transform"])
     return net.eval()
 

@@ -39,6 +39,12 @@ def depth_kd_loss(student: torch.Tensor, teacher: torch.Tensor, w_grad: float = 
     return {"total": total, "depth": depth, "grad": grad, "normal": normal}
 
 
+def total_variation(x: torch.Tensor) -> torch.Tensor:
+    """Anisotropic total variation: mean absolute difference between neighbouring pixels."""
+    dx, dy = _grad(x)
+    return dx.abs().mean() + dy.abs().mean()
+
+
 def align_scale_shift(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
     """Least-squares scale and shift of `pred` onto `target` per image (MiDaS); returns aligned pred."""
     b = pred.shape[0]

@@ -23,10 +23,10 @@ from torch.utils.data import DataLoader
 
 from distill.checkpoint import read_checkpoint, save_checkpoint
 from distill.data import ImageStream, Interleaved, ShardStream, readable_images
-from distill.layers import BNStatsHook
+from distill.layers import BNStatsHook, total_variation
 from distill.mixing import MixConfig, mix_objects
 from distill.networks import ARCHITECTURES, build_depth_model, count_macs, count_params
-from distill.networks.transform import TransformNet
+from distill.networks.transform import TRANSFORM_NETS, build_transform
 from distill.runtime import (PRECISIONS, autocast, contiguous_state, describe_precision, memory_format, pick_device,
                              resolve_precision, to_memory_format)
 from distill.teacher import TeacherError, TeacherSpec, kd_loss, load_teacher, require_batchnorm
@@ -77,12 +77,19 @@ class TrainConfig:
     transform: str = option("auto", "transformation network T: on, off, or auto (on where the teacher supports "
                             "it: BatchNorm layers reachable with gradients; otherwise plain KD, said at start)",
                             parse=auto_on_off)
+    transform_net: str = option("residual", "T's design: residual (a conv net adding an image: can change any pixel) "
+                                "or photometric (a tiny net predicting per-image colour gain and offset, contrast, "
+                                "saturation, gamma, blur or sharpening and noise: can change how a render looks, not "
+                                "what it shows)", choices=TRANSFORM_NETS)
     transform_steps: int = option(1, "T updates per student update")
     w_bn: float = option(1.0, "weight of T's BatchNorm-statistics loss")
     bn_loss: str = option("normalized", "BN term of T: each layer normalised by its running statistics, so that "
                           "every layer counts alike, or the paper's plain sum over layers (see BNStatsHook.loss)",
                           choices=("normalized", "sum"))
     w_content: float = option(10.0, "weight of T's content loss (L1 to its input)")
+    w_tv: float = option(0.0, "weight of a total-variation prior on T's change to the image (DeepInversion's image "
+                         "prior, on the change: it penalises the high-frequency texture T can add, not the render's "
+                         "own edges); 0 = off")
     w_adv: float = option(0.0, "weight of the teacher-student disagreement (DFAD-style) term of T; 0 = off")
     w_grad: float = option(1.0, "weight of the depth-gradient term of the KD loss")
     w_normal: float = option(1.0, "weight of the surface-normal term of the KD loss")
@@ -125,6 +132,10 @@ class TrainConfig:
                 raise ConfigError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
         if self.bn_loss not in ("sum", "normalized"):
             raise ConfigError(f"bn_loss {self.bn_loss!r}: choose 'sum' or 'normalized'")
+        if self.transform_net not in TRANSFORM_NETS:
+            raise ConfigError(f"transform_net {self.transform_net!r}: choose one of {', '.join(TRANSFORM_NETS)}")
+        if self.w_tv < 0:
+            raise ConfigError(f"--w-tv must be 0 or more, got {self.w_tv}")
         if self.workers < 0:
             raise ConfigError(f"--workers must be 0 or more, got {self.workers}")
         if self.shards and self.images and self.image_count() in (0, self.batch_size):
@@ -184,7 +195,7 @@ class Distiller:
         self.student = to_memory_format(build_depth_model(cfg.student, cfg.min_depth, cfg.max_depth,
                                                           cfg.student_imagenet).to(self.device), cfg.channels_last)
         bn_layers, self.plain_kd_reason = self._bn_layers()
-        self.transform = (to_memory_format(TransformNet().to(self.device), cfg.channels_last)
+        self.transform = (to_memory_format(build_transform(cfg.transform_net).to(self.device), cfg.channels_last)
                           if cfg.transform == "on" or (cfg.transform == "auto" and not self.plain_kd_reason) else None)
         self.bn_hooks = [BNStatsHook(m, all_reduce=self.world > 1) for m in bn_layers] if self.transform else []
         self.student_fwd, self.transform_fwd = self.student, self.transform
@@ -220,7 +231,7 @@ class Distiller:
                  f"teacher output: {self.spec.output})"]
         parts += ["object-wise mixing"] if self.cfg.mixing else []
         if self.transform is not None:
-            parts.append(f"transformation network ({len(self.bn_hooks)} BN layers hooked)")
+            parts.append(f"transformation network ({self.cfg.transform_net}, {len(self.bn_hooks)} BN layers hooked)")
         elif self.plain_kd_reason:
             parts.append(f"no transformation network (--transform auto: {self.plain_kd_reason})")
         return " + ".join(parts)
@@ -234,7 +245,7 @@ class Distiller:
         return autocast(self.device, self.precision)
 
     def _transform_step(self, rgb: torch.Tensor, logs: dict[str, float]) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """T's updates: BN statistics + content (+ disagreement). Returns T(x) and the teacher's
+        """T's updates: BN statistics + content (+ total variation, + disagreement). Returns T(x) and the teacher's
         depth on it from the last update's forward pass (None when that pass did not run)."""
         cfg = self.cfg
         self.transform.train()
@@ -252,6 +263,10 @@ class Distiller:
             content = F.l1_loss(x_t.float(), rgb.float())
             loss_t = cfg.w_content * content
             logs["content"] = content.item()
+            if cfg.w_tv > 0:
+                tv = total_variation(x_t.float() - rgb.float())
+                loss_t = loss_t + cfg.w_tv * tv
+                logs["tv"] = tv.item()
             if self.bn_hooks:
                 bn = torch.stack([h.loss(cfg.bn_loss == "normalized") for h in self.bn_hooks]).sum()
                 loss_t = loss_t + cfg.w_bn * bn

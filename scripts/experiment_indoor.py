@@ -140,6 +140,11 @@ VARIANTS = [
     Row("v5", "v5 c, output started at the teacher's depth", "sims", {**PLAIN_KD, "init_output": True}),
     Row("v6", "v6 f, output started at the teacher's depth", "sims", {**METHOD, "init_output": True}),
     Row("v7", "v7 b, output started at the teacher's depth", "real", {**PLAIN_KD, "init_output": True}),
+    # T's design and image prior (docs/distill.md, step 3); w_tv 10 puts the TV of T's change on
+    # the content term's footing (both L1, weight 10): a first guess, not tuned
+    Row("v8", "v8 f, T with a TV prior on its change (w_tv 10)", "sims", {**METHOD, "w_tv": 10.0}),
+    Row("v9", "v9 f, photometric T (per-image colour, contrast, blur, noise)", "sims",
+        {**METHOD, "transform_net": "photometric"}),
 ]
 
 

@@ -66,3 +66,14 @@ def test_kd_losses_vanish_only_at_the_teacher():
     assert depth_kd_loss(t * 1.1, t)["depth"].item() == pytest.approx(math.log(1.1), rel=1e-4)
     assert ssi_kd_loss(t * 2 + 1, t)["total"].item() == pytest.approx(0, abs=1e-4)  # scale/shift invariant
     assert ssi_kd_loss(t.flip(-1), t)["total"].item() > 0.01
+
+
+def test_total_variation_counts_neighbour_differences():
+    from distill.layers import total_variation
+
+    flat = torch.full((1, 3, 8, 8), 0.5)
+    assert total_variation(flat) == 0
+    ramp = torch.arange(8.0).repeat(1, 3, 8, 1)  # +1 per column, constant down the rows
+    assert torch.isclose(total_variation(ramp), torch.tensor(1.0))
+    checker = (torch.arange(8)[:, None] + torch.arange(8)[None, :]) % 2
+    assert torch.isclose(total_variation(checker.float()[None, None]), torch.tensor(2.0))
