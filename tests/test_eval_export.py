@@ -84,6 +84,45 @@ def test_several_alignments_share_one_prediction_per_frame(rgbd_folder):
     assert both["median"]["overall"]["abs_rel"] < both["none"]["overall"]["abs_rel"]
 
 
+def test_batched_evaluation_gives_each_frame_its_own_metrics(tmp_path):
+    """Frames are predicted in batches of one size (a new size starts a new batch); every frame's
+    metrics are the ones it gets alone."""
+    root, rng, rows = tmp_path / "mixed", np.random.default_rng(0), []
+    for scene, (h, w) in (("small", (48, 64)), ("large", (60, 80))):
+        for d in ("rgb", "depth"):
+            (root / scene / d).mkdir(parents=True)
+        for i in range(4 if scene == "small" else 3):
+            Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8)).save(root / scene / "rgb" / f"{i}.png")
+            Image.fromarray(rng.integers(500, 5000, (h, w)).astype(np.uint16)).save(root / scene / "depth" / f"{i}.png")
+            rows.append({"scene": scene, "split": "test", "order": i, "rgb": f"{scene}/rgb/{i}.png",
+                         "depth": f"{scene}/depth/{i}.png", "sensor": "test"})
+    with open(root / "index.csv", "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+
+    class Recording(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            torch.manual_seed(0)
+            self.net, self.batches = build_depth_model("mobilenetv2", 0.1, 10.0), []
+
+        def forward(self, x):
+            self.batches.append(x.shape[0])
+            return self.net(x)
+
+    model = Recording()
+    args = (model, root, Size(64, 32), torch.device("cpu"), ("none", "median"))
+    batched = evaluate_alignments(*args, protocol="none", precision="fp32", batch_size=3)
+    assert model.batches == [3, 1, 3]  # 4 small frames: 3 + 1; then the 3 large ones
+    model.batches = []
+    alone = evaluate_alignments(*args, protocol="none", precision="fp32", batch_size=1)
+    assert model.batches == [1] * 7
+    for align in ("none", "median"):
+        for a, b in zip(batched[align]["per_image"], alone[align]["per_image"], strict=True):
+            assert a["name"] == b["name"] and a["abs_rel"] == pytest.approx(b["abs_rel"], rel=1e-4)
+
+
 @pytest.mark.slow
 def test_eval_export_and_reeval_through_the_cli(rgbd_folder, tmp_path):
     model = build_depth_model("mobilenetv2", 0.1, 10.0)

@@ -60,3 +60,43 @@ def test_rows_run_three_seeds_of_b_c_and_f():
     for key in ("b", "c", "f"):
         assert [i for i in ids if i.split("-")[0] == key] == [key, f"{key}-s1", f"{key}-s2"]
     assert next(r for r in exp.ROWS if r.id == "c-s2").overrides["seed"] == 2
+
+
+def test_rows_and_seeds_select_what_runs():
+    import argparse
+
+    ap = argparse.ArgumentParser()
+    rows, with_a = exp.select_rows(exp.ROWS + exp.VARIANTS, "c,f,v11", "0", ap)
+    assert [r.id for r in rows] == ["c", "f", "v11"] and not with_a
+    rows, _ = exp.select_rows(exp.ROWS, "b", "1,2", ap)
+    assert [r.id for r in rows] == ["b-s1", "b-s2"]
+    rows, with_a = exp.select_rows(exp.ROWS, None, "0", ap)
+    assert with_a and "c-s1" not in [r.id for r in rows] and "g" in [r.id for r in rows]
+    for bad in (("zz", "0"), ("c", "x")):
+        with pytest.raises(SystemExit):
+            exp.select_rows(exp.ROWS, *bad, ap)
+
+
+def test_derived_datasets_keep_or_change_the_samples(tmp_path):
+    import numpy as np
+
+    from conftest import make_sample
+    from simgen import shards
+
+    src = tmp_path / "src"
+    with shards.DatasetWriter(src, depth_scale=1000.0, max_depth_m=10.0, samples_per_shard=2, config={"k": 1},
+                              seed=0, generator="test") as writer:
+        for i in range(5):
+            writer.add(make_sample(i, h=16, w=16))
+    first = exp.first_samples(src, tmp_path / "first", 3)
+    kept = list(shards.DatasetReader(first).iter_samples())
+    assert [s.index for s in kept] == [0, 1, 2]
+    assert all(np.array_equal(a.rgb, make_sample(i, h=16, w=16).rgb) for i, a in enumerate(kept))
+    assert all(np.array_equal(a.inst, b.inst) for a, b in zip(kept, shards.DatasetReader(src).iter_samples()))
+    mtime = (first / "manifest.json").stat().st_mtime
+    assert exp.first_samples(src, first, 3) == first and (first / "manifest.json").stat().st_mtime == mtime  # reused
+    shuffled = list(shards.DatasetReader(exp.patch_shuffled(src, tmp_path / "shuffled")).iter_samples())
+    assert len(shuffled) == 5
+    original = make_sample(0, h=16, w=16).rgb
+    assert not np.array_equal(shuffled[0].rgb, original)  # patches moved
+    assert np.array_equal(np.sort(shuffled[0].rgb.reshape(-1)), np.sort(original.reshape(-1)))  # same pixels
