@@ -53,6 +53,9 @@ def test_seed_stats_and_targets():
     assert "below the teacher's: 0.250 against 0.300: met" in unseen
     assert "(g) matches c: AbsRel 0.410 against 0.400 +- 0.020: met" in unseen
     assert len(exp.seed_table(entries, "test")) == 2 + 3  # header + b, c, f
+    one_seed = [e for e in entries if e["seed"] == 0]
+    assert "f against c, abs_rel: 0.300 +- 0.000 against 0.400 +- 0.000: not judged" in \
+        "\n".join(exp.target_lines(one_seed, "test"))
 
 
 def test_rows_run_three_seeds_of_b_c_and_f():
