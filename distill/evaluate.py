@@ -57,7 +57,7 @@ def evaluate_model(model: torch.nn.Module, data: str | Path, input_size: Size, d
                                grid_count, precision)[align]
 
 
-# Frames predicted together: 1.6x faster per frame than one at a time on 2 CPU cores (per-image
+# Frames predicted together: 2.37x faster than one at a time on 2 CPU cores (scripts/bench_eval.py; per-image
 # metrics and results unchanged: the models are in eval mode). Frames of another size start a new batch.
 EVAL_BATCH = 8
 
