@@ -129,6 +129,20 @@ def bn_layers(model: torch.nn.Module) -> list[torch.nn.Module]:
             and m.track_running_stats and m.running_mean is not None]
 
 
+# which of a teacher's BN layers T's statistics term counts (`--bn-layers`): all of them, or the first or
+# second half in model order. Early layers carry colour, contrast and texture statistics; late ones what the
+# image shows, which T should not have to change.
+BN_LAYER_SETS = ("all", "early", "late")
+
+
+def select_bn_layers(layers: list[torch.nn.Module], which: str) -> list[torch.nn.Module]:
+    """`layers` (model order) narrowed to `which` of BN_LAYER_SETS; a half holds at least one layer."""
+    if which not in BN_LAYER_SETS:
+        raise ValueError(f"bn_layers {which!r}: choose one of {', '.join(BN_LAYER_SETS)}")
+    half = (len(layers) + 1) // 2
+    return {"all": layers, "early": layers[:half], "late": layers[half:] or layers[-1:]}[which]
+
+
 # ----------------------------------------------------------------------------------------- metrics
 
 METRIC_NAMES = ("abs_rel", "sq_rel", "rmse", "rmse_log", "log10", "a1", "a2", "a3")

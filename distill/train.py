@@ -23,7 +23,7 @@ from torch.utils.data import DataLoader
 
 from distill.checkpoint import read_checkpoint, save_checkpoint
 from distill.data import ImageStream, Interleaved, ShardStream, readable_images
-from distill.layers import BNStatsHook, total_variation
+from distill.layers import BN_LAYER_SETS, BNStatsHook, select_bn_layers, total_variation
 from distill.mixing import MixConfig, mix_objects
 from distill.networks import ARCHITECTURES, build_depth_model, count_macs, count_params
 from distill.networks.transform import TRANSFORM_NETS, build_transform
@@ -86,6 +86,9 @@ class TrainConfig:
     bn_loss: str = option("normalized", "BN term of T: each layer normalised by its running statistics, so that "
                           "every layer counts alike, or the paper's plain sum over layers (see BNStatsHook.loss)",
                           choices=("normalized", "sum"))
+    bn_layers: str = option("all", "which of the teacher's BN layers T's statistics term counts: all, or the first "
+                            "(early: colour, contrast, texture) or second half (late) in model order",
+                            choices=BN_LAYER_SETS)
     w_content: float = option(10.0, "weight of T's content loss (L1 to its input)")
     w_tv: float = option(0.0, "weight of a total-variation prior on T's change to the image (DeepInversion's image "
                          "prior, on the change: it penalises the high-frequency texture T can add, not the render's "
@@ -132,6 +135,8 @@ class TrainConfig:
                 raise ConfigError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
         if self.bn_loss not in ("sum", "normalized"):
             raise ConfigError(f"bn_loss {self.bn_loss!r}: choose 'sum' or 'normalized'")
+        if self.bn_layers not in BN_LAYER_SETS:
+            raise ConfigError(f"bn_layers {self.bn_layers!r}: choose one of {', '.join(BN_LAYER_SETS)}")
         if self.transform_net not in TRANSFORM_NETS:
             raise ConfigError(f"transform_net {self.transform_net!r}: choose one of {', '.join(TRANSFORM_NETS)}")
         if self.w_tv < 0:
@@ -220,7 +225,7 @@ class Distiller:
         if self.cfg.transform == "off" or self.cfg.w_bn <= 0:
             return [], None
         try:
-            return require_batchnorm(self.teacher), None
+            return select_bn_layers(require_batchnorm(self.teacher), self.cfg.bn_layers), None
         except TeacherError as e:
             if self.cfg.transform == "on":
                 raise

@@ -153,6 +153,13 @@ VARIANTS = [
     # camera ranges closer to the target: half the sims replaced by table-top close-ups (CLOSEUP_SHARE)
     *seeded("v10", "v10 c, half the sims table-top close-ups", "sims-closeup", PLAIN_KD),
     *seeded("v11", "v11 f, half the sims table-top close-ups", "sims-closeup", METHOD),
+    # T's schedule and which BN layers its term counts (--transform-steps, --bn-layers)
+    *seeded("v12", "v12 f, two T steps per student step", "sims", {**METHOD, "transform_steps": 2}),
+    *seeded("v13", "v13 f, BN term on the early half of the layers", "sims", {**METHOD, "bn_layers": "early"}),
+    *seeded("v14", "v14 f, BN term on the late half of the layers", "sims", {**METHOD, "bn_layers": "late"}),
+    *seeded("v15", "v15 v14 with the BN term weighted 3x", "sims", {**METHOD, "bn_layers": "late", "w_bn": 3.0}),
+    # the near scenes v14/v15 read as far, with the close-ups of v11
+    *seeded("v16", "v16 v14, half the sims table-top close-ups", "sims-closeup", {**METHOD, "bn_layers": "late"}),
 ]
 
 

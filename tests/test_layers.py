@@ -3,8 +3,8 @@ import math
 import pytest
 import torch
 
-from distill.layers import (BNStatsHook, align_prediction, compute_depth_errors, depth_kd_loss, eval_mask,
-                            ssi_kd_loss)
+from distill.layers import (BNStatsHook, align_prediction, bn_layers, compute_depth_errors, depth_kd_loss, eval_mask,
+                            select_bn_layers, ssi_kd_loss)
 
 
 def test_bn_statistics_loss_equals_a_hand_computation():
@@ -77,3 +77,14 @@ def test_total_variation_counts_neighbour_differences():
     assert torch.isclose(total_variation(ramp), torch.tensor(1.0))
     checker = (torch.arange(8)[:, None] + torch.arange(8)[None, :]) % 2
     assert torch.isclose(total_variation(checker.float()[None, None]), torch.tensor(2.0))
+
+
+def test_bn_layer_sets_split_the_layers_in_model_order():
+    net = torch.nn.Sequential(*[torch.nn.BatchNorm2d(c) for c in (1, 2, 3, 4, 5)])
+    layers = bn_layers(net)
+    widths = lambda which: [m.num_features for m in select_bn_layers(layers, which)]  # noqa: E731
+    assert widths("all") == [1, 2, 3, 4, 5]
+    assert widths("early") == [1, 2, 3] and widths("late") == [4, 5]
+    assert [m.num_features for m in select_bn_layers(layers[:1], "late")] == [1]  # never an empty term
+    with pytest.raises(ValueError, match="bn_layers 'mid'"):
+        select_bn_layers(layers, "mid")
