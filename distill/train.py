@@ -23,7 +23,7 @@ from torch.utils.data import DataLoader
 
 from distill.checkpoint import read_checkpoint, save_checkpoint
 from distill.data import ImageStream, Interleaved, ShardStream, readable_images
-from distill.layers import BN_LAYER_SETS, BNStatsHook, select_bn_layers, total_variation
+from distill.layers import BNStatsHook, parse_bn_layers, select_bn_layers, total_variation
 from distill.mixing import MixConfig, mix_objects
 from distill.networks import ARCHITECTURES, build_depth_model, count_macs, count_params
 from distill.networks.transform import TRANSFORM_NETS, build_transform
@@ -86,9 +86,9 @@ class TrainConfig:
     bn_loss: str = option("normalized", "BN term of T: each layer normalised by its running statistics, so that "
                           "every layer counts alike, or the paper's plain sum over layers (see BNStatsHook.loss)",
                           choices=("normalized", "sum"))
-    bn_layers: str = option("all", "which of the teacher's BN layers T's statistics term counts: all, or the first "
-                            "(early: colour, contrast, texture) or second half (late) in model order",
-                            choices=BN_LAYER_SETS)
+    bn_layers: str = option("all", "which of the teacher's BN layers T's statistics term counts: all, the first "
+                            "(early: colour, contrast, texture) or second half (late) in model order, or a weight "
+                            "for each half as EARLY:LATE (0.3:1; all = 1:1, late = 0:1)")
     w_content: float = option(10.0, "weight of T's content loss (L1 to its input)")
     w_tv: float = option(0.0, "weight of a total-variation prior on T's change to the image (DeepInversion's image "
                          "prior, on the change: it penalises the high-frequency texture T can add, not the render's "
@@ -135,8 +135,10 @@ class TrainConfig:
                 raise ConfigError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
         if self.bn_loss not in ("sum", "normalized"):
             raise ConfigError(f"bn_loss {self.bn_loss!r}: choose 'sum' or 'normalized'")
-        if self.bn_layers not in BN_LAYER_SETS:
-            raise ConfigError(f"bn_layers {self.bn_layers!r}: choose one of {', '.join(BN_LAYER_SETS)}")
+        try:
+            parse_bn_layers(self.bn_layers)
+        except ValueError as e:
+            raise ConfigError(str(e)) from None
         if self.transform_net not in TRANSFORM_NETS:
             raise ConfigError(f"transform_net {self.transform_net!r}: choose one of {', '.join(TRANSFORM_NETS)}")
         if self.w_tv < 0:
@@ -202,7 +204,9 @@ class Distiller:
         bn_layers, self.plain_kd_reason = self._bn_layers()
         self.transform = (to_memory_format(build_transform(cfg.transform_net).to(self.device), cfg.channels_last)
                           if cfg.transform == "on" or (cfg.transform == "auto" and not self.plain_kd_reason) else None)
-        self.bn_hooks = [BNStatsHook(m, all_reduce=self.world > 1) for m in bn_layers] if self.transform else []
+        bn_layers = bn_layers if self.transform else []
+        self.bn_hooks = [BNStatsHook(m, all_reduce=self.world > 1) for m, _ in bn_layers]
+        self.bn_weights = [w for _, w in bn_layers]
         self.student_fwd, self.transform_fwd = self.student, self.transform
         if self.world > 1:
             self.student_fwd = torch.nn.parallel.DistributedDataParallel(self.student)
@@ -273,7 +277,7 @@ class Distiller:
                 loss_t = loss_t + cfg.w_tv * tv
                 logs["tv"] = tv.item()
             if self.bn_hooks:
-                bn = torch.stack([h.loss(cfg.bn_loss == "normalized") for h in self.bn_hooks]).sum()
+                bn = sum(w * h.loss(cfg.bn_loss == "normalized") for h, w in zip(self.bn_hooks, self.bn_weights))
                 loss_t = loss_t + cfg.w_bn * bn
                 logs["bn"] = bn.item()
             if cfg.w_adv > 0:

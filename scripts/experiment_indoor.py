@@ -160,6 +160,13 @@ VARIANTS = [
     *seeded("v15", "v15 v14 with the BN term weighted 3x", "sims", {**METHOD, "bn_layers": "late", "w_bn": 3.0}),
     # the near scenes v14/v15 read as far, with the close-ups of v11
     *seeded("v16", "v16 v14, half the sims table-top close-ups", "sims-closeup", {**METHOD, "bn_layers": "late"}),
+    # a weight between all and late: the early half counted at a quarter (`--bn-layers 0.25:1`)
+    *seeded("v17", "v17 v16, BN term's early half weighted 0.25", "sims-closeup", {**METHOD, "bn_layers": "0.25:1"}),
+    *seeded("v18", "v18 f, BN term's early half weighted 0.25", "sims", {**METHOD, "bn_layers": "0.25:1"}),
+    # four times the student steps (the long profile's schedule) on the cpu profile's teacher and sims:
+    # does the method's lead over c grow or shrink with training
+    Row("v19", "v19 c, 4000 steps", "sims", {**PLAIN_KD, "steps": 4000}),
+    Row("v20", "v20 v17, 4000 steps", "sims-closeup", {**METHOD, "bn_layers": "0.25:1", "steps": 4000}),
 ]
 
 

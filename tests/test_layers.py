@@ -82,9 +82,14 @@ def test_total_variation_counts_neighbour_differences():
 def test_bn_layer_sets_split_the_layers_in_model_order():
     net = torch.nn.Sequential(*[torch.nn.BatchNorm2d(c) for c in (1, 2, 3, 4, 5)])
     layers = bn_layers(net)
-    widths = lambda which: [m.num_features for m in select_bn_layers(layers, which)]  # noqa: E731
-    assert widths("all") == [1, 2, 3, 4, 5]
-    assert widths("early") == [1, 2, 3] and widths("late") == [4, 5]
-    assert [m.num_features for m in select_bn_layers(layers[:1], "late")] == [1]  # never an empty term
-    with pytest.raises(ValueError, match="bn_layers 'mid'"):
-        select_bn_layers(layers, "mid")
+    chosen = lambda spec: [(m.num_features, w) for m, w in select_bn_layers(layers, spec)]  # noqa: E731
+    assert chosen("all") == [(1, 1), (2, 1), (3, 1), (4, 1), (5, 1)]
+    assert chosen("early") == [(1, 1), (2, 1), (3, 1)] and chosen("late") == [(4, 1), (5, 1)]
+    assert chosen("0.25:2") == [(1, 0.25), (2, 0.25), (3, 0.25), (4, 2), (5, 2)]
+    assert chosen("0:1") == chosen("late") and chosen("1:1") == chosen("all")
+    assert [(m.num_features, w) for m, w in select_bn_layers(layers[:1], "late")] == [(1, 1)]  # never an empty term
+    for bad in ("mid", "1:2:3", "a:1", "0:0", "-1:1", "inf:1"):
+        with pytest.raises(ValueError, match=f"bn_layers '{bad}'"):
+            select_bn_layers(layers, bad)
+
+

@@ -157,17 +157,22 @@ def test_bad_bn_loss_name_is_refused(tmp_path, synthetic_shards, teacher_file, t
         Distiller(train_config(synthetic_shards, teacher_file, tmp_path / "run", w_tv=-1.0))
     with pytest.raises(ValueError, match="bn_layers 'mid'"):
         Distiller(train_config(synthetic_shards, teacher_file, tmp_path / "run", bn_layers="mid"))
+    with pytest.raises(ValueError, match="bn_layers '0:0'.*not both 0"):
+        Distiller(train_config(synthetic_shards, teacher_file, tmp_path / "run", bn_layers="0:0"))
 
 
-def test_bn_layers_option_hooks_only_the_chosen_half(tmp_path, synthetic_shards, teacher_file, train_config):
+def test_bn_layers_option_hooks_the_chosen_half_with_its_weight(tmp_path, synthetic_shards, teacher_file, train_config):
     runs = {which: Distiller(train_config(synthetic_shards, teacher_file, tmp_path / which, bn_layers=which))
-            for which in ("all", "early", "late")}
+            for which in ("all", "early", "late", "0.5:2")}
     # each run loads its own teacher: compare the hooked layers by name
     hooked = {which: [dict((m, n) for n, m in d.teacher.named_modules())[h.module] for h in d.bn_hooks]
               for which, d in runs.items()}
     every = hooked["all"]
     assert len(every) >= 2 and hooked["early"] + hooked["late"] == every
     assert hooked["early"] == every[:len(hooked["early"])] and len(hooked["early"]) == (len(every) + 1) // 2
+    # per-half weights: every layer hooked, each half with its weight in T's term
+    assert hooked["0.5:2"] == every
+    assert runs["0.5:2"].bn_weights == [0.5] * len(hooked["early"]) + [2.0] * len(hooked["late"])
 
 
 def test_total_variation_prior_smooths_what_t_adds(tmp_path, synthetic_shards, teacher_file, train_config):
