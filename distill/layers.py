@@ -135,8 +135,9 @@ def bn_layers(model: torch.nn.Module) -> list[torch.nn.Module]:
 # first and for the second half of the layers in model order. Early layers carry colour, contrast and
 # texture statistics, late ones what the image shows. Counting all layers alike, T spends itself on the
 # early ones; the late half alone wins RMSE and delta1 and reads near scenes as far (tries v14-v16), and
-# 0.25:1 on sims with half table-top close-ups wins all three test metrics (v17, docs/results.md). On the
-# default sims 0.25:1's gain over "all" is inside the seed spreads (v18), so "all" is still the default.
+# 0.25:1 on sims with half table-top close-ups wins all three test metrics at 1000 steps (v17,
+# docs/results.md). At 4000 steps no form beats plain KD (v20, v22, v23): the weighted forms learn faster,
+# not further, so "all" stays the default.
 BN_LAYER_SETS = {"all": (1.0, 1.0), "early": (1.0, 0.0), "late": (0.0, 1.0)}
 
 

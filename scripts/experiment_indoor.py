@@ -165,8 +165,13 @@ VARIANTS = [
     *seeded("v18", "v18 f, BN term's early half weighted 0.25", "sims", {**METHOD, "bn_layers": "0.25:1"}),
     # four times the student steps (the long profile's schedule) on the cpu profile's teacher and sims:
     # does the method's lead over c grow or shrink with training
-    Row("v19", "v19 c, 4000 steps", "sims", {**PLAIN_KD, "steps": 4000}),
-    Row("v20", "v20 v17, 4000 steps", "sims-closeup", {**METHOD, "bn_layers": "0.25:1", "steps": 4000}),
+    *seeded("v19", "v19 c, 4000 steps", "sims", {**PLAIN_KD, "steps": 4000}),
+    *seeded("v20", "v20 v17, 4000 steps", "sims-closeup", {**METHOD, "bn_layers": "0.25:1", "steps": 4000}),
+    # the yardstick for "long enough": does KD on the teacher's own images reach the teacher
+    *seeded("v21", "v21 b, 4000 steps", "real", {**PLAIN_KD, "steps": 4000}),
+    # the method at the long schedule on the default sims (v20's close-up set aside): f itself, and v18's form
+    *seeded("v22", "v22 f, 4000 steps", "sims", {**METHOD, "steps": 4000}),
+    *seeded("v23", "v23 v18, 4000 steps", "sims", {**METHOD, "bn_layers": "0.25:1", "steps": 4000}),
 ]
 
 
@@ -393,8 +398,8 @@ def write_results(args: argparse.Namespace, p: Profile, out: Path, data: Path, t
     for split in table:
         lines += [f"## split={split}", "", f"NYU protocol on split={split} (Eigen crop, 1e-3 to 10 m), per image then "
                   "averaged.", "", *metrics_table(table[split]), "", "Per scene, AbsRel without alignment:", "",
-                  *per_scene_table(table[split]), "", f"Seeds {', '.join(map(str, SEEDS))}: mean +- spread "
-                  "(sample standard deviation):", "", *seed_table(entries, split), "", "Targets:", "",
+                  *per_scene_table(table[split]), "", f"Training seeds {args.seeds} (how many in brackets): mean +- "
+                  "spread (sample standard deviation):", "", *seed_table(entries, split), "", "Targets:", "",
                   *target_lines(entries, split), ""]
         frames = prediction_figure(shown, data, p.size, out / f"figure-{split}.png", split)
         lines += [f"`figure-{split}.png`: depth predicted by each model (columns: {', '.join(shown)}) on the "

@@ -103,3 +103,14 @@ def test_derived_datasets_keep_or_change_the_samples(tmp_path):
     original = make_sample(0, h=16, w=16).rgb
     assert not np.array_equal(shuffled[0].rgb, original)  # patches moved
     assert np.array_equal(np.sort(shuffled[0].rgb.reshape(-1)), np.sort(original.reshape(-1)))  # same pixels
+
+
+def test_long_schedule_tries_differ_from_their_rows_only_in_steps():
+    """v19, v21, v22 compare end points with c, b, f: same images and settings, 4x the steps, every seed."""
+    rows = {r.id: r for r in exp.ROWS + exp.VARIANTS}
+    for long, short in (("v19", "c"), ("v21", "b"), ("v22", "f")):
+        for suffix in ("", "-s1", "-s2"):
+            a, b = rows[long + suffix], rows[short + suffix]
+            assert a.images == b.images
+            assert {k: v for k, v in a.overrides.items() if k != "steps"} == b.overrides
+            assert a.overrides["steps"] == 4 * exp.PROFILES["cpu"].steps
