@@ -104,6 +104,8 @@ class Row:
 
 PLAIN_KD = {"mixing": False, "transform": "off"}
 METHOD = {"mixing": True, "transform": "on"}
+# the long profile's student steps, for tries v19-v23 on the cpu profile's teacher and sims
+LONG_STEPS = PROFILES["long"].steps
 SEEDS = (0, 1, 2)  # training seeds of the rows the targets compare (b, c, f): mean and spread
 # Images "sims-closeup" (tries v10, v11): this share of the sims replaced by table-top close-ups. The
 # sim students' worst test scene is a desk seen from 0.3-1 m (docs/results.md), which the default
@@ -165,13 +167,13 @@ VARIANTS = [
     *seeded("v18", "v18 f, BN term's early half weighted 0.25", "sims", {**METHOD, "bn_layers": "0.25:1"}),
     # four times the student steps (the long profile's schedule) on the cpu profile's teacher and sims:
     # does the method's lead over c grow or shrink with training
-    *seeded("v19", "v19 c, 4000 steps", "sims", {**PLAIN_KD, "steps": 4000}),
-    *seeded("v20", "v20 v17, 4000 steps", "sims-closeup", {**METHOD, "bn_layers": "0.25:1", "steps": 4000}),
+    *seeded("v19", "v19 c, 4000 steps", "sims", {**PLAIN_KD, "steps": LONG_STEPS}),
+    *seeded("v20", "v20 v17, 4000 steps", "sims-closeup", {**METHOD, "bn_layers": "0.25:1", "steps": LONG_STEPS}),
     # the issue's yardstick for "long enough": does KD on the teacher's own images reach the teacher
-    *seeded("v21", "v21 b, 4000 steps", "real", {**PLAIN_KD, "steps": 4000}),
+    *seeded("v21", "v21 b, 4000 steps", "real", {**PLAIN_KD, "steps": LONG_STEPS}),
     # the method at the long schedule on the default sims (v20's close-up set aside): f itself, and v18's form
-    *seeded("v22", "v22 f, 4000 steps", "sims", {**METHOD, "steps": 4000}),
-    *seeded("v23", "v23 v18, 4000 steps", "sims", {**METHOD, "bn_layers": "0.25:1", "steps": 4000}),
+    *seeded("v22", "v22 f, 4000 steps", "sims", {**METHOD, "steps": LONG_STEPS}),
+    *seeded("v23", "v23 v18, 4000 steps", "sims", {**METHOD, "bn_layers": "0.25:1", "steps": LONG_STEPS}),
 ]
 
 

@@ -113,4 +113,4 @@ def test_long_schedule_tries_differ_from_their_rows_only_in_steps():
             a, b = rows[long + suffix], rows[short + suffix]
             assert a.images == b.images
             assert {k: v for k, v in a.overrides.items() if k != "steps"} == b.overrides
-            assert a.overrides["steps"] == 4 * exp.PROFILES["cpu"].steps
+            assert a.overrides["steps"] == exp.PROFILES["long"].steps == 4 * exp.PROFILES["cpu"].steps
