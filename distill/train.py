@@ -82,6 +82,9 @@ class TrainConfig:
                                 "saturation, gamma, blur or sharpening and noise: can change how a render looks, not "
                                 "what it shows)", choices=TRANSFORM_NETS)
     transform_steps: int = option(1, "T updates per student update")
+    transform_until: int = option(0, "student step at which T stops learning: its learning rate decays to 0 there "
+                                  "(cosine after warm-up) and from then on it transforms with its last weights; "
+                                  "0 = T learns all run")
     w_bn: float = option(1.0, "weight of T's BatchNorm-statistics loss")
     bn_loss: str = option("normalized", "BN term of T: each layer normalised by its running statistics, so that "
                           "every layer counts alike, or the paper's plain sum over layers (see BNStatsHook.loss)",
@@ -133,6 +136,9 @@ class TrainConfig:
         for name in ("steps", "batch_size", "transform_steps", "log_every", "ckpt_every", "val_every"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
+        if not 0 <= self.transform_until <= self.steps:
+            raise ConfigError(f"--transform-until must be between 0 (T learns all run) and --steps {self.steps}, "
+                              f"got {self.transform_until}")
         if self.bn_loss not in ("sum", "normalized"):
             raise ConfigError(f"bn_loss {self.bn_loss!r}: choose 'sum' or 'normalized'")
         try:
@@ -217,7 +223,8 @@ class Distiller:
         self.opt_t = self.sched_t = None
         if self.transform is not None:
             self.opt_t = torch.optim.AdamW(self.transform.parameters(), lr=cfg.lr_transform, weight_decay=0.0)
-            self.sched_t = torch.optim.lr_scheduler.LambdaLR(self.opt_t, lr_lambda(cfg.warmup, cfg.steps))
+            t_steps = cfg.transform_until or cfg.steps
+            self.sched_t = torch.optim.lr_scheduler.LambdaLR(self.opt_t, lr_lambda(cfg.warmup, t_steps))
         self.mix_cfg = MixConfig(**cfg.mix)
         self.mix_gen = torch.Generator().manual_seed(cfg.seed + MIX_SEED_STRIDE * self.rank)
         self.step = 0
@@ -252,6 +259,9 @@ class Distiller:
 
     def _ctx(self):
         return autocast(self.device, self.precision)
+
+    def transform_learns(self) -> bool:
+        return self.cfg.transform_until == 0 or self.step < self.cfg.transform_until
 
     def _transform_step(self, rgb: torch.Tensor, logs: dict[str, float]) -> tuple[torch.Tensor, torch.Tensor | None]:
         """T's updates: BN statistics + content (+ total variation, + disagreement). Returns T(x) and the teacher's
@@ -310,8 +320,12 @@ class Distiller:
             logs["mix_pixels"] = pasted.float().mean().item()
         rgb = rgb.contiguous(memory_format=self.memory_format)
         t_depth = None
-        if self.transform is not None:
+        if self.transform is not None and self.transform_learns():
             rgb, t_depth = self._transform_step(rgb, logs)
+        elif self.transform is not None:  # --transform-until passed: T keeps its last weights
+            with torch.no_grad(), self._ctx():
+                self.transform.eval()
+                rgb = self.transform_fwd(rgb).clamp(0, 1).float()
         # --- S step: KD on the (transformed) images
         self.student.train()
         if t_depth is None:

@@ -106,6 +106,9 @@ PLAIN_KD = {"mixing": False, "transform": "off"}
 METHOD = {"mixing": True, "transform": "on"}
 # the long profile's student steps, for tries v19-v23 on the cpu profile's teacher and sims
 LONG_STEPS = PROFILES["long"].steps
+CPU_STEPS = PROFILES["cpu"].steps
+# tries v24/v25 (--transform-until): T learns over the first 1/T_LEARNS_PART of the steps, then keeps its weights
+T_LEARNS_PART = 4
 SEEDS = (0, 1, 2)  # training seeds of the rows the targets compare (b, c, f): mean and spread
 # Images "sims-closeup" (tries v10, v11): this share of the sims replaced by table-top close-ups. The
 # sim students' worst test scene is a desk seen from 0.3-1 m (docs/results.md), which the default
@@ -174,6 +177,12 @@ VARIANTS = [
     # the method at the long schedule on the default sims (v20's close-up set aside): f itself, and v18's form
     *seeded("v22", "v22 f, 4000 steps", "sims", {**METHOD, "steps": LONG_STEPS}),
     *seeded("v23", "v23 v18, 4000 steps", "sims", {**METHOD, "bn_layers": "0.25:1", "steps": LONG_STEPS}),
+    # f's seeds spread 10-20x c's at 4000 steps: is it T moving the student's images all run long? T learns
+    # over the first quarter (its learning rate decaying to 0 there), then the student learns on a fixed T
+    *seeded("v24", "v24 f, T learns the first quarter of the steps", "sims",
+            {**METHOD, "steps": CPU_STEPS, "transform_until": CPU_STEPS // T_LEARNS_PART}),
+    *seeded("v25", "v25 v24, 4000 steps", "sims",
+            {**METHOD, "steps": LONG_STEPS, "transform_until": LONG_STEPS // T_LEARNS_PART}),
 ]
 
 

@@ -114,3 +114,26 @@ def test_long_schedule_tries_differ_from_their_rows_only_in_steps():
             assert a.images == b.images
             assert {k: v for k, v in a.overrides.items() if k != "steps"} == b.overrides
             assert a.overrides["steps"] == exp.PROFILES["long"].steps == 4 * exp.PROFILES["cpu"].steps
+
+
+def test_frozen_t_tries_differ_from_f_only_in_t_schedule_and_steps():
+    """v24/v25: f with T learning over the first quarter of the steps, at the cpu and long schedules."""
+    rows = {r.id: r for r in exp.ROWS + exp.VARIANTS}
+    for tried, profile in (("v24", "cpu"), ("v25", "long")):
+        for suffix in ("", "-s1", "-s2"):
+            a, f = rows[tried + suffix], rows["f" + suffix]
+            assert a.images == f.images
+            assert {k: v for k, v in a.overrides.items() if k not in ("steps", "transform_until")} == f.overrides
+            assert a.overrides["steps"] == exp.PROFILES[profile].steps == 4 * a.overrides["transform_until"]
+
+
+def test_every_row_makes_a_valid_train_config():
+    """A row whose overrides the trainer refuses would fail only when its turn comes in a long run."""
+    from dataclasses import replace
+
+    from distill.train import TrainConfig
+
+    base = TrainConfig(steps=exp.PROFILES["cpu"].steps)
+    for row in exp.ROWS + exp.VARIANTS:
+        cfg = replace(base, **row.overrides)
+        assert cfg.steps >= 1, row.id

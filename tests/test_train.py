@@ -175,6 +175,32 @@ def test_bn_layers_option_hooks_the_chosen_half_with_its_weight(tmp_path, synthe
     assert runs["0.5:2"].bn_weights == [0.5] * len(hooked["early"]) + [2.0] * len(hooked["late"])
 
 
+def test_transform_until_freezes_t_and_keeps_applying_it(tmp_path, synthetic_shards, teacher_file, train_config):
+    """--transform-until 3: T learns on steps 0-2 with its learning rate decaying to 0 at step 3, then keeps
+    its weights; the student still learns on T's images (not the raw ones), with one teacher pass a step."""
+    d = Distiller(train_config(synthetic_shards, teacher_file, tmp_path / "run", mixing=False, transform="on",
+                               warmup=1, steps=6, transform_until=3, precision="fp32"))
+    batch = next(iter(make_loader(replace(d.cfg, workers=0), SIZE.hw)))
+    weights = []
+    for _ in range(6):
+        logs = d.train_step(batch)
+        weights.append({k: v.clone() for k, v in d.transform.state_dict().items()})
+        assert ("bn" in logs) == (d.step <= 3)
+    changed = [any(not torch.equal(a[k], b[k]) for k in a) for a, b in zip(weights, weights[1:])]
+    assert changed == [True, True, False, False, False]
+    assert d.sched_t.get_last_lr()[0] == pytest.approx(0.0, abs=1e-12)
+    calls = []
+    d.teacher.model.register_forward_hook(lambda *_: calls.append(1))
+    d.train_step(batch)
+    assert len(calls) == 1
+    with torch.no_grad():
+        expected = d.transform(batch["rgb"]).clamp(0, 1)
+    assert not torch.allclose(expected, batch["rgb"])  # T changes the images: the test can tell
+    torch.testing.assert_close(d.last_images["transformed"], expected[:4])
+    with pytest.raises(ValueError, match="--transform-until must be between 0"):
+        train_config(synthetic_shards, teacher_file, tmp_path / "bad", steps=6, transform_until=7)
+
+
 def test_total_variation_prior_smooths_what_t_adds(tmp_path, synthetic_shards, teacher_file, train_config):
     """T starts out adding a random texture. With a dominant TV prior (on T's change, so the
     renders' own edges cost nothing) T's first steps must cut that texture's TV; with the content
@@ -337,3 +363,4 @@ def test_init_output_starts_the_student_at_the_teachers_depth(tmp_path, syntheti
         return abs(student / teacher - 1).item()
 
     assert median_gap(False) > 0.5 and median_gap(True) < 0.15
+
