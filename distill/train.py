@@ -263,6 +263,12 @@ class Distiller:
     def transform_learns(self) -> bool:
         return self.cfg.transform_until == 0 or self.step < self.cfg.transform_until
 
+    def _apply_transform(self, rgb: torch.Tensor) -> torch.Tensor:
+        """T(x) without learning: no gradients, T in eval mode."""
+        with torch.no_grad(), self._ctx():
+            self.transform.eval()
+            return self.transform_fwd(rgb).clamp(0, 1).float()
+
     def _transform_step(self, rgb: torch.Tensor, logs: dict[str, float]) -> tuple[torch.Tensor, torch.Tensor | None]:
         """T's updates: BN statistics + content (+ total variation, + disagreement). Returns T(x) and the teacher's
         depth on it from the last update's forward pass (None when that pass did not run)."""
@@ -301,9 +307,7 @@ class Distiller:
             self.opt_s.zero_grad(set_to_none=True)  # the disagreement term reached S: discard
         self.sched_t.step()
         if cfg.refresh_kd_target:
-            with torch.no_grad(), self._ctx():
-                self.transform.eval()
-                return self.transform_fwd(rgb).clamp(0, 1).float(), None
+            return self._apply_transform(rgb), None
         return x_t.detach().float(), None if t_depth is None else t_depth.detach()
 
     def train_step(self, batch: dict[str, torch.Tensor]) -> dict[str, float]:
@@ -323,9 +327,7 @@ class Distiller:
         if self.transform is not None and self.transform_learns():
             rgb, t_depth = self._transform_step(rgb, logs)
         elif self.transform is not None:  # --transform-until passed: T keeps its last weights
-            with torch.no_grad(), self._ctx():
-                self.transform.eval()
-                rgb = self.transform_fwd(rgb).clamp(0, 1).float()
+            rgb = self._apply_transform(rgb)
         # --- S step: KD on the (transformed) images
         self.student.train()
         if t_depth is None:
