@@ -18,6 +18,7 @@ What the output means is the spec's `output` kind (OUTPUT_KINDS); the KD loss fo
 
 from __future__ import annotations
 
+import hashlib
 import importlib
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -28,6 +29,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from simgen.options import Size, as_size, option, parse_size, swapped_hint
+from simgen.shards import sha256_file
 
 # what a teacher's output means, and so how the KD loss compares the student with it
 OUTPUT_KINDS = {
@@ -181,6 +183,18 @@ def kd_loss(output: str, student_depth: torch.Tensor, target: torch.Tensor, w_gr
     if output == "relative-depth":
         return ssi_kd_loss(student_depth, target, w_grad)
     return depth_kd_loss(student_depth, target, w_grad, w_normal)
+
+
+def teacher_digest(spec: TeacherSpec) -> str | None:
+    """sha256 over the teacher's files (--teacher when it is a file, and --teacher-weights): a run keeps
+    it, so that a teacher refitted or re-exported to the same path is told apart from the one the run
+    learnt from. None for a teacher that is code only (package.module:factory without weights)."""
+    files = [Path(f) for f in (spec.source, spec.weights) if f and Path(f).is_file()]
+    if not files:
+        return None
+    if len(files) == 1:
+        return sha256_file(files[0])
+    return hashlib.sha256("".join(sha256_file(f) for f in files).encode()).hexdigest()
 
 
 def load_teacher(spec: TeacherSpec, device: str | torch.device = "cpu") -> Teacher:

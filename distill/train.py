@@ -29,7 +29,7 @@ from distill.networks import ARCHITECTURES, build_depth_model, count_macs, count
 from distill.networks.transform import TRANSFORM_NETS, build_transform
 from distill.runtime import (PRECISIONS, autocast, contiguous_state, describe_precision, memory_format, pick_device,
                              resolve_precision, to_memory_format)
-from distill.teacher import TeacherError, TeacherSpec, kd_loss, load_teacher, require_batchnorm
+from distill.teacher import TeacherError, TeacherSpec, kd_loss, load_teacher, require_batchnorm, teacher_digest
 from simgen.options import ConfigError, auto_on_off, field_names, option
 from simgen.shards import DatasetReader
 
@@ -201,6 +201,7 @@ class Distiller:
         torch.manual_seed(cfg.seed)
         self.teacher = to_memory_format(load_teacher(TeacherSpec(**cfg.teacher), self.device), cfg.channels_last)
         self.spec = self.teacher.spec  # with what the teacher's file says (its input size, ...)
+        self.teacher_sha256 = teacher_digest(self.spec)
         self.hw = self.spec.input_size.hw
         if min(self.hw) < 32:
             raise ConfigError(f"input size {self.spec.input_size}: the student needs at least 32x32")
@@ -368,7 +369,8 @@ class Distiller:
             return
         save_checkpoint(path, self.student, self.cfg.student, self.spec.input_size, self.cfg.min_depth, self.cfg.max_depth,
                         step=self.step, config=asdict(self.cfg), rng=_rng_state(), mix_gen=self.mix_gen.get_state(),
-                        teacher_spec=self.spec.to_dict(), opt_s=self.opt_s.state_dict(), sched_s=self.sched_s.state_dict(),
+                        teacher_spec=self.spec.to_dict(), teacher_sha256=self.teacher_sha256,
+                        opt_s=self.opt_s.state_dict(), sched_s=self.sched_s.state_dict(),
                         transform=contiguous_state(self.transform.state_dict()) if self.transform is not None else None,
                         opt_t=self.opt_t.state_dict() if self.opt_t else None,
                         sched_t=self.sched_t.state_dict() if self.sched_t else None)
@@ -379,6 +381,7 @@ class Distiller:
         if diff:
             raise ConfigError(f"--resume: {path} was trained with another config (differs in: {', '.join(diff)}); "
                               "use the same options or a new --out")
+        check_same_teacher(ckpt, self.teacher_sha256, self.cfg, path)
         self.student.load_state_dict(ckpt["model"])
         self.opt_s.load_state_dict(ckpt["opt_s"])
         self.sched_s.load_state_dict(ckpt["sched_s"])
@@ -398,6 +401,17 @@ def config_differences(saved: dict[str, Any], cfg: TrainConfig, ignore: set[str]
     return sorted(k for k in set(old) | set(new) if k not in ignore and old.get(k) != new.get(k))
 
 
+def check_same_teacher(saved: dict[str, Any], now: str | None, cfg: TrainConfig, path: Path) -> None:
+    """Refuse to reuse or continue a run distilled from other teacher files than those --teacher names
+    now (same path, other content: a refitted or re-exported teacher). Runs saved before the digest was
+    recorded, and code-only teachers, are not checked."""
+    then = saved.get("teacher_sha256")
+    if then and now and then != now:
+        raise ConfigError(f"{path} was distilled from another teacher: the file behind --teacher "
+                          f"{cfg.teacher.get('source')} has changed since (sha256 {then[:12]} then, {now[:12]} now); "
+                          "choose a new --out (nothing was overwritten)")
+
+
 def check_run_directory(cfg: TrainConfig) -> dict[str, Any] | None:
     """Refuse an --out that would lose work; returns the summary of an identical finished run
     (nothing to do), else None. Never deletes or overwrites a finished student."""
@@ -409,6 +423,7 @@ def check_run_directory(cfg: TrainConfig) -> dict[str, Any] | None:
     if (out / FINAL).exists():
         ckpt = read_checkpoint(out / FINAL)
         diff = config_differences(ckpt["config"], cfg, ignore=RUN_KEYS)
+        check_same_teacher(ckpt, teacher_digest(TeacherSpec(**cfg.teacher)), cfg, out / FINAL)
         if cfg.resume and diff == ["steps"] and cfg.steps > ckpt["step"]:
             # extending a finished run: its student is kept beside the longer run's
             (out / FINAL).rename(out / f"student-step{ckpt['step']}.pt")

@@ -109,6 +109,9 @@ LONG_STEPS = PROFILES["long"].steps
 CPU_STEPS = PROFILES["cpu"].steps
 # tries v24/v25 (--transform-until): T learns over the first 1/T_LEARNS_PART of the steps, then keeps its weights
 T_LEARNS_PART = 4
+# the rows the targets compare, and the same rows at the long schedule (tries v21, v19, v22)
+BASE_IDS = {"b": "b", "c": "c", "f": "f"}
+LONG_IDS = {"b": "v21", "c": "v19", "f": "v22"}
 SEEDS = (0, 1, 2)  # training seeds of the rows the targets compare (b, c, f): mean and spread
 # Images "sims-closeup" (tries v10, v11): this share of the sims replaced by table-top close-ups. The
 # sim students' worst test scene is a desk seen from 0.3-1 m (docs/results.md), which the default
@@ -357,36 +360,47 @@ def seed_table(entries: list[dict], split: str) -> list[str]:
     return lines
 
 
-def target_lines(entries: list[dict], split: str) -> list[str]:
-    """The real-data issue's targets, checked on one split (those whose rows were run)."""
+def target_lines(entries: list[dict], split: str, ids: dict[str, str] = BASE_IDS) -> list[str]:
+    """The real-data issue's targets, checked on one split (those whose rows were run), for the rows
+    that play b, c and f (BASE_IDS, or LONG_IDS: the same rows at the long schedule)."""
+    b, c, f = ids["b"], ids["c"], ids["f"]
     none = {m: seed_stats(entries, split, "none", m) for m in ("abs_rel", "rmse", "a1")}
     med = seed_stats(entries, split, "median", "abs_rel")
     lines = []
-    if "f" in none["abs_rel"] and "c" in none["abs_rel"]:
+    if f in none["abs_rel"] and c in none["abs_rel"]:
         for m, better in (("abs_rel", -1), ("rmse", -1), ("a1", 1)):
-            (fm, fs, fn), (cm, cs, cn) = none[m]["f"], none[m]["c"]
+            (fm, fs, fn), (cm, cs, cn) = none[m][f], none[m][c]
             gain = (fm - cm) * better
             verdict = "not judged: one seed, no spread" if min(fn, cn) < 2 else "met" if gain > max(fs, cs) else "missed"
-            lines.append(f"- f against c, {m}: {fm:.3f} +- {fs:.3f} against {cm:.3f} +- {cs:.3f}: {verdict} "
+            lines.append(f"- {f} against {c}, {m}: {fm:.3f} +- {fs:.3f} against {cm:.3f} +- {cs:.3f}: {verdict} "
                          f"(gain {gain:+.3f}, spreads {fs:.3f} / {cs:.3f})")
-    if "f" in none["rmse"] and "b" in none["rmse"]:
-        ratio = none["rmse"]["f"][0] / none["rmse"]["b"][0]
-        rule = "at or below b's" if split == "unseen" else "within 10% of b's"
+    if f in none["rmse"] and b in none["rmse"]:
+        ratio = none["rmse"][f][0] / none["rmse"][b][0]
+        rule = f"at or below {b}'s" if split == "unseen" else f"within 10% of {b}'s"
         ok = ratio <= 1.0 if split == "unseen" else ratio <= 1.10
-        lines.append(f"- f's RMSE {rule}: f/b = {ratio:.3f}: " + ("met" if ok else "missed"))
-    if split == "unseen" and "f" in med and "teacher" in med:
-        fm, tm = med["f"][0], med["teacher"][0]
-        lines.append(f"- f's median-aligned AbsRel below the teacher's: {fm:.3f} against {tm:.3f}: "
+        lines.append(f"- {f}'s RMSE {rule}: {f}/{b} = {ratio:.3f}: " + ("met" if ok else "missed"))
+    if split == "unseen" and f in med and "teacher" in med:
+        fm, tm = med[f][0], med["teacher"][0]
+        lines.append(f"- {f}'s median-aligned AbsRel below the teacher's: {fm:.3f} against {tm:.3f}: "
                      + ("met" if fm < tm else "missed"))
-    if split == "test" and "b" in none["abs_rel"] and "teacher" in none["abs_rel"]:
-        ra = none["abs_rel"]["b"][0] / none["abs_rel"]["teacher"][0]
-        rr = none["rmse"]["b"][0] / none["rmse"]["teacher"][0]
-        lines.append(f"- b reaches its teacher (within 10%): AbsRel b/teacher = {ra:.3f}, RMSE {rr:.3f}: "
+    if split == "test" and b in none["abs_rel"] and "teacher" in none["abs_rel"]:
+        ra = none["abs_rel"][b][0] / none["abs_rel"]["teacher"][0]
+        rr = none["rmse"][b][0] / none["rmse"]["teacher"][0]
+        lines.append(f"- {b} reaches its teacher (within 10%): AbsRel {b}/teacher = {ra:.3f}, RMSE {rr:.3f}: "
                      + ("met" if max(ra, rr) <= 1.10 else "missed: the schedule is too short to compare end points"))
-    if "g" in none["abs_rel"] and "c" in none["abs_rel"]:
+    if ids == BASE_IDS and "g" in none["abs_rel"] and "c" in none["abs_rel"]:
         (gm, _, _), (cm, cs, _) = none["abs_rel"]["g"], none["abs_rel"]["c"]
         lines.append(f"- 1/6 of the sims (g) matches c: AbsRel {gm:.3f} against {cm:.3f} +- {cs:.3f}: "
                      + ("met" if abs(gm - cm) <= max(cs, 1e-9) else "missed"))
+    return lines
+
+
+def all_target_lines(entries: list[dict], split: str) -> list[str]:
+    """The targets for the rows b, c, f and, where run, for the same rows at the long schedule."""
+    lines = target_lines(entries, split)
+    long = target_lines(entries, split, LONG_IDS)
+    if long:
+        lines += ["", f"At {LONG_STEPS} steps (b, c, f as {LONG_IDS['b']}, {LONG_IDS['c']}, {LONG_IDS['f']}):", "", *long]
     return lines
 
 
@@ -399,19 +413,23 @@ def write_results(args: argparse.Namespace, p: Profile, out: Path, data: Path, t
     entries = result_entries(table, ids)
     first = next(iter(table.values()))
     models = {ids[label]: {k: row[k] for k in ("params", "macs", "cpu_ms") if k in row} for label, row in first.items()}
+    # rows of different teacher fits (another CPU's bf16 kernels, a refit) are not comparable: say which
+    teacher = shards.sha256_file(out / "teacher.ckpt")
     (out / "results.json").write_text(json.dumps({"data": data.name, "profile": args.profile, "commit": commit,
-                                                  "command": command, "minutes": round(minutes, 1),
+                                                  "command": command, "teacher_sha256": teacher,
+                                                  "minutes": round(minutes, 1),
                                                   "rows": entries, "models": models}, indent=1))
     lines = [f"# Results: distilling an indoor depth teacher without its data ({args.profile} profile)", "",
              f"Command: `{command}`; commit {commit}; data {data.name}; "
              f"{minutes:.0f} minutes; input {p.size}; {p.steps} student steps of batch {p.batch}; "
-             f"{p.n_sim} simulated images (seed 0); training seeds 0 unless stated.", ""]
+             f"{p.n_sim} simulated images (seed 0); training seeds 0 unless stated; teacher sha256 {teacher[:12]} "
+             "(rows of another teacher fit compare only with each other).", ""]
     for split in table:
         lines += [f"## split={split}", "", f"NYU protocol on split={split} (Eigen crop, 1e-3 to 10 m), per image then "
                   "averaged.", "", *metrics_table(table[split]), "", "Per scene, AbsRel without alignment:", "",
                   *per_scene_table(table[split]), "", f"Training seeds {args.seeds} (how many in brackets): mean +- "
                   "spread (sample standard deviation):", "", *seed_table(entries, split), "", "Targets:", "",
-                  *target_lines(entries, split), ""]
+                  *all_target_lines(entries, split), ""]
         frames = prediction_figure(shown, data, p.size, out / f"figure-{split}.png", split)
         lines += [f"`figure-{split}.png`: depth predicted by each model (columns: {', '.join(shown)}) on the "
                   f"{split} frames " + ", ".join(frames) + "; each row coloured over the teacher's 2nd-98th "

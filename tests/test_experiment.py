@@ -58,6 +58,26 @@ def test_seed_stats_and_targets():
         "\n".join(exp.target_lines(one_seed, "test"))
 
 
+def test_targets_at_the_long_schedule_read_the_long_rows():
+    def at_long_schedule(run_id):  # "b-s1" -> "v21-s1"
+        base, dash, seed = run_id.partition("-")
+        return exp.LONG_IDS.get(base, base) + dash + seed
+
+    table, ids = _table()
+    entries = exp.result_entries(table, {label: at_long_schedule(rid) for label, rid in ids.items()})
+    assert exp.target_lines(entries, "test") == []  # no b, c, f at the base schedule
+    long = "\n".join(exp.all_target_lines(entries, "test"))
+    assert "v22 against v19, abs_rel: 0.300 +- 0.010 against 0.400 +- 0.020: met" in long
+    assert "v22/v21 = 1.065: met" in long and "v21 reaches its teacher" in long and "(g)" not in long
+
+
+def test_long_rows_are_b_c_and_f_with_only_the_steps_changed():
+    rows = {r.id: r for r in exp.ROWS + exp.VARIANTS}
+    for base, long in exp.LONG_IDS.items():
+        assert rows[long].images == rows[base].images
+        assert rows[long].overrides == {**rows[base].overrides, "steps": exp.LONG_STEPS}
+
+
 def test_rows_run_three_seeds_of_b_c_and_f():
     ids = [r.id for r in exp.ROWS]
     for key in ("b", "c", "f"):

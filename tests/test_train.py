@@ -3,6 +3,7 @@
 import json
 from dataclasses import asdict
 import os
+import shutil
 import subprocess
 import sys
 from dataclasses import replace
@@ -89,6 +90,32 @@ def test_a_finished_run_is_never_overwritten_and_resume_checks_the_config(tmp_pa
     with pytest.raises(ConfigError, match="differs in: lr"):
         train(replace(cfg, lr=0.5, resume=True, steps=4), show_progress=False)
     assert (tmp_path / "run" / "checkpoint.pt").read_bytes() == before
+
+
+def test_a_run_is_not_reused_or_continued_once_its_teacher_file_changed(tmp_path, synthetic_shards, teacher_file,
+                                                                     train_config):
+    teacher = tmp_path / "teacher.ckpt"
+    shutil.copy(teacher_file, teacher)
+    cfg = train_config(synthetic_shards, teacher, tmp_path / "run", steps=2)
+    train(cfg, show_progress=False)
+    student = (tmp_path / "run" / "student.pt").read_bytes()
+    assert train(cfg, show_progress=False)["already_finished"]  # the same teacher file: the run is reused
+    # the teacher refitted to the same path: same options, other weights
+    ckpt = torch.load(teacher, weights_only=False)
+    name = next(k for k, v in ckpt["model"].items() if v.is_floating_point())
+    ckpt["model"][name] = ckpt["model"][name] + 0.01
+    torch.save(ckpt, teacher)
+    with pytest.raises(ConfigError, match="distilled from another teacher"):
+        train(cfg, show_progress=False)
+    with pytest.raises(ConfigError, match="distilled from another teacher"):  # nor extended with more steps
+        train(replace(cfg, resume=True, steps=4), show_progress=False)
+    assert (tmp_path / "run" / "student.pt").read_bytes() == student
+    # an unfinished run is not continued with the other teacher either
+    (tmp_path / "run" / "student.pt").rename(tmp_path / "student-kept.pt")
+    with pytest.raises(ConfigError, match="distilled from another teacher"):
+        train(replace(cfg, resume=True), show_progress=False)
+    shutil.copy(teacher_file, teacher)  # the original teacher back: the run continues
+    assert train(replace(cfg, resume=True, steps=3), show_progress=False)["steps"] == 3
 
 
 def test_out_directories_that_are_not_runs_are_refused(tmp_path, synthetic_shards, teacher_file, train_config, monkeypatch):
