@@ -421,7 +421,8 @@ def write_results(args: argparse.Namespace, p: Profile, out: Path, data: Path, t
                                                   "rows": entries, "models": models}, indent=1))
     lines = [f"# Results: distilling an indoor depth teacher without its data ({args.profile} profile)", "",
              f"Command: `{command}`; commit {commit}; data {data.name}; "
-             f"{minutes:.0f} minutes; input {p.size}; {p.steps} student steps of batch {p.batch}; "
+             f"{minutes:.0f} minutes; input {p.size}; {p.steps} student steps of batch {p.batch} (a try with another "
+             "schedule names it in its label); "
              f"{p.n_sim} simulated images (seed 0); training seeds 0 unless stated; teacher sha256 {teacher[:12]} "
              "(rows of another teacher fit compare only with each other).", ""]
     for split in table:
