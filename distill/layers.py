@@ -68,6 +68,25 @@ def ssi_kd_loss(student: torch.Tensor, teacher: torch.Tensor, w_grad: float = 1.
     return {"total": depth + w_grad * grad, "depth": depth, "grad": grad, "normal": torch.zeros(())}
 
 
+def scale_invariant_log_error(pred: torch.Tensor, depth: torch.Tensor) -> torch.Tensor:
+    """Per image, the mean absolute deviation of log(pred / depth) from its mean over the pixels with
+    depth > 0: zero when pred is depth times any per-image scale. B values (0 for an image without
+    valid pixels)."""
+    m = (depth > 0).float()
+    n = m.flatten(1).sum(1).clamp_min(1)
+    r = (torch.log(pred.float().clamp_min(EPS)) - torch.log(depth.clamp_min(EPS))) * m
+    mean = r.flatten(1).sum(1) / n
+    return ((r - mean.view(-1, 1, 1, 1)).abs() * m).flatten(1).sum(1) / n
+
+
+def scale_shift_invariant_error(pred: torch.Tensor, ref: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Per image, L1 between `pred` aligned onto `ref` (least-squares scale and shift, MiDaS) and `ref`,
+    over the mean of |ref|, on the mask. B values (0 for an image with an empty mask)."""
+    m = mask.float()
+    aligned = align_scale_shift(pred.float(), ref, m)
+    return ((aligned - ref).abs() * m).flatten(1).sum(1) / (ref.abs() * m).flatten(1).sum(1).clamp_min(EPS)
+
+
 # ------------------------------------------------------------------------------ BN statistics loss
 
 

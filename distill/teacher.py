@@ -185,6 +185,27 @@ def kd_loss(output: str, student_depth: torch.Tensor, target: torch.Tensor, w_gr
     return depth_kd_loss(student_depth, target, w_grad, w_normal)
 
 
+def render_depth_loss(output: str, target: torch.Tensor, depth: torch.Tensor) -> torch.Tensor:
+    """How far the teacher's `target` on renders is from the renders' own depth, up to what its output
+    kind leaves free: scale for metric depth (a render's camera and rooms need not share the teacher's
+    focal length), scale and shift for relative kinds (against inverse depth for `relative`). Pixels
+    with depth 0 (no surface, or an image that is not a render) do not count; the mean is over the
+    images with any. T's `--w-render-depth` term."""
+    from distill.layers import scale_invariant_log_error, scale_shift_invariant_error
+
+    valid = depth > 0
+    has_pixels = valid.flatten(1).any(1)
+    if not bool(has_pixels.any()):
+        return target.sum() * 0.0  # no render in the batch: adds nothing, keeps the graph
+    if output == "relative":
+        per_image = scale_shift_invariant_error(target, torch.where(valid, 1.0 / depth.clamp_min(1e-6), 0.0), valid)
+    elif output == "relative-depth":
+        per_image = scale_shift_invariant_error(target, depth, valid)
+    else:
+        per_image = scale_invariant_log_error(target, depth)
+    return per_image[has_pixels].mean()
+
+
 def teacher_digest(spec: TeacherSpec) -> str | None:
     """sha256 over the teacher's files (--teacher when it is a file, and --teacher-weights): a run keeps
     it, so that a teacher refitted or re-exported to the same path is told apart from the one the run

@@ -29,7 +29,8 @@ from distill.networks import ARCHITECTURES, build_depth_model, count_macs, count
 from distill.networks.transform import TRANSFORM_NETS, build_transform
 from distill.runtime import (PRECISIONS, autocast, contiguous_state, describe_precision, memory_format, pick_device,
                              resolve_precision, to_memory_format)
-from distill.teacher import TeacherError, TeacherSpec, kd_loss, load_teacher, require_batchnorm, teacher_digest
+from distill.teacher import (TeacherError, TeacherSpec, kd_loss, load_teacher, render_depth_loss, require_batchnorm,
+                             teacher_digest)
 from simgen.options import ConfigError, auto_on_off, field_names, option
 from simgen.shards import DatasetReader
 
@@ -96,6 +97,10 @@ class TrainConfig:
     w_tv: float = option(0.0, "weight of a total-variation prior on T's change to the image (DeepInversion's image "
                          "prior, on the change: it penalises the high-frequency texture T can add, not the render's "
                          "own edges); 0 = off")
+    w_render_depth: float = option(0.0, "weight of a term of T pulling the teacher's depth on T(x) toward the render's "
+                                   "own depth (up to scale; scale and shift for relative teachers): T learns to make "
+                                   "renders the teacher reads right, not only ones with its BN statistics; needs "
+                                   "--shards; 0 = off")
     w_adv: float = option(0.0, "weight of the teacher-student disagreement (DFAD-style) term of T; 0 = off")
     w_grad: float = option(1.0, "weight of the depth-gradient term of the KD loss")
     w_normal: float = option(1.0, "weight of the surface-normal term of the KD loss")
@@ -149,6 +154,11 @@ class TrainConfig:
             raise ConfigError(f"transform_net {self.transform_net!r}: choose one of {', '.join(TRANSFORM_NETS)}")
         if self.w_tv < 0:
             raise ConfigError(f"--w-tv must be 0 or more, got {self.w_tv}")
+        if self.w_render_depth < 0:
+            raise ConfigError(f"--w-render-depth must be 0 or more, got {self.w_render_depth}")
+        if self.w_render_depth > 0 and (not self.shards or self.transform == "off"):
+            raise ConfigError("--w-render-depth is a term of T's loss on renders: it needs --shards and T "
+                              "(--transform on or auto)")
         if self.workers < 0:
             raise ConfigError(f"--workers must be 0 or more, got {self.workers}")
         if self.shards and self.images and self.image_count() in (0, self.batch_size):
@@ -248,7 +258,11 @@ class Distiller:
                  f"teacher output: {self.spec.output})"]
         parts += ["object-wise mixing"] if self.cfg.mixing else []
         if self.transform is not None:
-            parts.append(f"transformation network ({self.cfg.transform_net}, {len(self.bn_hooks)} BN layers hooked)")
+            cfg = self.cfg
+            terms = [cfg.transform_net, f"{len(self.bn_hooks)} BN layers hooked"]
+            terms += [f"{name} x{w:g}" for name, w in (("TV prior", cfg.w_tv), ("render depth", cfg.w_render_depth),
+                                                       ("disagreement", cfg.w_adv)) if w > 0]
+            parts.append(f"transformation network ({', '.join(terms)})")
         elif self.plain_kd_reason:
             parts.append(f"no transformation network (--transform auto: {self.plain_kd_reason})")
         return " + ".join(parts)
@@ -270,16 +284,18 @@ class Distiller:
             self.transform.eval()
             return self.transform_fwd(rgb).clamp(0, 1).float()
 
-    def _transform_step(self, rgb: torch.Tensor, logs: dict[str, float]) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """T's updates: BN statistics + content (+ total variation, + disagreement). Returns T(x) and the teacher's
-        depth on it from the last update's forward pass (None when that pass did not run)."""
+    def _transform_step(self, rgb: torch.Tensor, depth: torch.Tensor,
+                        logs: dict[str, float]) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """T's updates: BN statistics + content (+ total variation, + render depth, + disagreement). `depth` is
+        the render depth of each image (0 where there is none). Returns T(x) and the teacher's depth on it from
+        the last update's forward pass (None when that pass did not run)."""
         cfg = self.cfg
         self.transform.train()
         t_depth = None
         for _ in range(cfg.transform_steps):
             with self._ctx():
                 x_t = self.transform_fwd(rgb).clamp(0, 1)
-                if self.bn_hooks or cfg.w_adv > 0:
+                if self.bn_hooks or cfg.w_adv > 0 or cfg.w_render_depth > 0:
                     t_depth = self.teacher.target(x_t)
                 if cfg.w_adv > 0:
                     self.student.eval()
@@ -297,6 +313,10 @@ class Distiller:
                 bn = sum(w * h.loss(cfg.bn_loss == "normalized") for h, w in zip(self.bn_hooks, self.bn_weights))
                 loss_t = loss_t + cfg.w_bn * bn
                 logs["bn"] = bn.item()
+            if cfg.w_render_depth > 0:
+                render = render_depth_loss(self.spec.output, t_depth.float(), depth)
+                loss_t = loss_t + cfg.w_render_depth * render
+                logs["render_depth"] = render.item()
             if cfg.w_adv > 0:
                 adv = self.kd(s_depth.float(), t_depth)["total"]
                 loss_t = loss_t - cfg.w_adv * adv
@@ -316,17 +336,18 @@ class Distiller:
         rgb = batch["rgb"].to(self.device, non_blocking=True)
         logs: dict[str, float] = {}
         sim = batch.get("sim", torch.ones(len(rgb), dtype=torch.bool))  # --images samples: False
+        on = sim.to(self.device)
+        depth = batch["depth"].to(self.device) * on.view(-1, 1, 1, 1)  # render depth; 0: not a render
         if cfg.mixing and sim.any():  # only simulated samples have instance masks
-            on = sim.to(self.device)
-            mixed, _, _, pasted = mix_objects(rgb[on], batch["depth"][sim].to(self.device),
-                                              batch["inst"][sim].to(self.device), self.mix_cfg, self.mix_gen)
-            rgb = rgb.clone()
-            rgb[on] = mixed
+            mixed, mixed_depth, _, pasted = mix_objects(rgb[on], depth[on], batch["inst"][sim].to(self.device),
+                                                        self.mix_cfg, self.mix_gen)
+            rgb, depth = rgb.clone(), depth.clone()
+            rgb[on], depth[on] = mixed, mixed_depth
             logs["mix_pixels"] = pasted.float().mean().item()
         rgb = rgb.contiguous(memory_format=self.memory_format)
         t_depth = None
         if self.transform is not None and self.transform_learns():
-            rgb, t_depth = self._transform_step(rgb, logs)
+            rgb, t_depth = self._transform_step(rgb, depth, logs)
         elif self.transform is not None:  # --transform-until passed: T keeps its last weights
             rgb = self._apply_transform(rgb)
         # --- S step: KD on the (transformed) images
@@ -527,7 +548,9 @@ def _run(cfg: TrainConfig, out: Path, show_progress: bool, image_paths: list[Pat
             if d.step % cfg.log_every == 0 or d.step == cfg.steps:
                 ips = cfg.batch_size * d.world * cfg.log_every / max(1e-9, (t2 - t_start))
                 t_start = time.perf_counter()
-                bar.set_postfix(kd=f"{logs['kd_total']:.3f}", bn=f"{logs.get('bn', 0):.2f}", img_s=f"{ips:.1f}")
+                shown = {"kd": f"{logs['kd_total']:.3f}", "bn": f"{logs.get('bn', 0):.2f}"}
+                shown |= {"render": f"{logs['render_depth']:.3f}"} if "render_depth" in logs else {}
+                bar.set_postfix(**shown, img_s=f"{ips:.1f}")
                 if writer:
                     for k, v in logs.items():
                         writer.add_scalar(f"train/{k}", v, d.step)

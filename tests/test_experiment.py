@@ -93,6 +93,18 @@ def test_rows_and_seeds_select_what_runs():
             exp.select_rows(exp.ROWS, *bad, ap)
 
 
+def test_report_only_tables_the_finished_runs_and_names_the_rest(tmp_path):
+    import argparse
+
+    rows, _ = exp.select_rows(exp.ROWS + exp.VARIANTS, "v19,v26", "0,1,2", argparse.ArgumentParser())
+    for run_id, name in (("v19", exp.FINAL), ("v19-s1", exp.FINAL), ("v26", exp.FINAL), ("v26-s1", exp.CHECKPOINT)):
+        (tmp_path / f"run-{run_id}").mkdir()
+        (tmp_path / f"run-{run_id}" / name).write_bytes(b"x")
+    done, left = exp.finished_rows(rows, tmp_path)
+    assert [r.id for r in done] == ["v19", "v19-s1", "v26"]
+    assert [r.id for r in left] == ["v19-s2", "v26-s1", "v26-s2"]  # unfinished (checkpoint only) or not started
+
+
 def test_derived_datasets_keep_or_change_the_samples(tmp_path):
     import numpy as np
 
@@ -149,6 +161,7 @@ def test_every_row_makes_a_valid_train_config():
     from distill.train import TrainConfig
 
     base = TrainConfig(steps=exp.PROFILES["cpu"].steps)
-    for row in exp.ROWS + exp.VARIANTS:
-        cfg = replace(base, **row.overrides)
+    for row in exp.ROWS + exp.VARIANTS:  # with the kind of data train_row gives it (some terms need renders)
+        data = {"images": ["real.txt"]} if row.images == "real" else {"shards": ["sims"]}
+        cfg = replace(base, **data, **row.overrides)
         assert cfg.steps >= 1, row.id

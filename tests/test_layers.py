@@ -93,3 +93,29 @@ def test_bn_layer_sets_split_the_layers_in_model_order():
             select_bn_layers(layers, bad)
 
 
+
+
+def test_render_depth_loss_is_free_only_in_what_the_teacher_kind_leaves_free():
+    """T's --w-render-depth term: zero when the teacher's output is the render depth up to a per-image
+    scale (metric) or scale and shift (relative kinds), positive for a wrong shape; pixels with depth
+    0 and images without any do not count."""
+    from distill.teacher import render_depth_loss
+
+    torch.manual_seed(0)
+    depth = 0.5 + 4 * torch.rand(3, 1, 8, 10)
+    scale = torch.tensor([0.5, 1.0, 3.0]).view(3, 1, 1, 1)
+    assert render_depth_loss("metric", depth * scale, depth).item() == pytest.approx(0, abs=1e-5)
+    assert render_depth_loss("metric", depth * scale + 1.0, depth).item() > 0.05  # a shift is an error
+    assert render_depth_loss("relative", 2.0 / depth + 0.3, depth).item() == pytest.approx(0, abs=1e-4)
+    assert render_depth_loss("relative", depth, depth).item() > 0.05  # depth is not inverse depth
+    assert render_depth_loss("relative-depth", 2.0 * depth - 0.2, depth).item() == pytest.approx(0, abs=1e-4)
+    # holes and non-renders: whatever the teacher says there costs nothing
+    wrong = depth * scale
+    wrong[:, :, :, :3] = 100.0
+    holed = depth.clone()
+    holed[:, :, :, :3] = 0
+    holed[2] = 0  # an --images sample
+    assert render_depth_loss("metric", wrong, holed).item() == pytest.approx(0, abs=1e-5)
+    assert render_depth_loss("metric", wrong, depth).item() > 0.05
+    none = render_depth_loss("metric", wrong.requires_grad_(), torch.zeros_like(depth))
+    assert none.item() == 0 and none.requires_grad
