@@ -191,14 +191,14 @@ def render_depth_loss(output: str, target: torch.Tensor, depth: torch.Tensor) ->
     focal length), scale and shift for relative kinds (against inverse depth for `relative`). Pixels
     with depth 0 (no surface, or an image that is not a render) do not count; the mean is over the
     images with any. T's `--w-render-depth` term."""
-    from distill.layers import scale_invariant_log_error, scale_shift_invariant_error
+    from distill.layers import EPS, scale_invariant_log_error, scale_shift_invariant_error
 
     valid = depth > 0
     has_pixels = valid.flatten(1).any(1)
     if not bool(has_pixels.any()):
         return target.sum() * 0.0  # no render in the batch: adds nothing, keeps the graph
     if output == "relative":
-        per_image = scale_shift_invariant_error(target, torch.where(valid, 1.0 / depth.clamp_min(1e-6), 0.0), valid)
+        per_image = scale_shift_invariant_error(target, torch.where(valid, 1.0 / depth.clamp_min(EPS), 0.0), valid)
     elif output == "relative-depth":
         per_image = scale_shift_invariant_error(target, depth, valid)
     else:
