@@ -25,7 +25,7 @@ from distill.checkpoint import read_checkpoint, save_checkpoint
 from distill.data import ImageStream, Interleaved, ShardStream, readable_images
 from distill.layers import BNStatsHook, parse_bn_layers, select_bn_layers, total_variation
 from distill.mixing import MixConfig, mix_objects
-from distill.networks import ARCHITECTURES, build_depth_model, count_macs, count_params
+from distill.networks import ARCHITECTURES, build_depth_model, count_macs, count_params, inherit_weights
 from distill.networks.transform import TRANSFORM_NETS, build_transform
 from distill.runtime import (PRECISIONS, autocast, contiguous_state, describe_precision, memory_format, pick_device,
                              resolve_precision, to_memory_format)
@@ -45,6 +45,7 @@ RESUMABLE_KEYS = {"steps", "resume", "log_every", "ckpt_every", "workers", "devi
                   "precision", "channels_last", "skip_corrupt", "out"}
 # how a run was executed, not what it computes: a finished run counts as the same run across these
 RUN_KEYS = (RESUMABLE_KEYS - {"steps"}) | {"out"}
+INIT_STUDENT = ("random", "teacher")  # where the student's weights start (--init-student)
 
 
 @dataclass
@@ -62,6 +63,10 @@ class TrainConfig:
     teacher: dict[str, Any] = option({}, "TeacherSpec fields (flags --teacher, --teacher-*)", cli=False)
     student: str = option("mobilenetv2", "student architecture", choices=ARCHITECTURES)
     student_imagenet: str | None = option(None, "torchvision ImageNet state dict file for the student's encoder", parse=str)
+    init_student: str = option("random", "random, or teacher: start the student from the teacher's own weights, "
+                               "each tensor from the teacher's of the same name and shape (a resnet10 student "
+                               "from a resnet18/34 teacher of this project: its stem, the first block of each stage "
+                               "and its decoder; distill/networks/inherit.py)", choices=INIT_STUDENT)
     min_depth: float = option(0.1, "smallest depth the student outputs (m)")
     max_depth: float = option(10.0, "largest depth the student outputs (m)")
     steps: int = option(2000, "student updates")
@@ -164,6 +169,11 @@ class TrainConfig:
         if self.shards and self.images and self.image_count() in (0, self.batch_size):
             raise ConfigError(f"--images-share {self.images_share} of --batch-size {self.batch_size} leaves "
                               f"{self.image_count()} image(s) per batch; choose a share that mixes both")
+        if self.init_student not in INIT_STUDENT:
+            raise ConfigError(f"--init-student {self.init_student!r}: choose one of {', '.join(INIT_STUDENT)}")
+        if self.init_student == "teacher" and (self.student_imagenet or self.init_output):
+            raise ConfigError("--init-student teacher sets every weight of the student from the teacher; leave out "
+                              + ("--student-imagenet" if self.student_imagenet else "--init-output"))
         if not 0 < self.min_depth < self.max_depth:
             raise ConfigError(f"need 0 < --min-depth < --max-depth, got {self.min_depth} and {self.max_depth}")
 
@@ -218,6 +228,8 @@ class Distiller:
         # the modules themselves; under DDP the forward passes go through the wrappers below
         self.student = to_memory_format(build_depth_model(cfg.student, cfg.min_depth, cfg.max_depth,
                                                           cfg.student_imagenet).to(self.device), cfg.channels_last)
+        if cfg.init_student == "teacher":
+            inherit_weights(self.student, self.teacher.model)
         bn_layers, self.plain_kd_reason = self._bn_layers()
         self.transform = (to_memory_format(build_transform(cfg.transform_net).to(self.device), cfg.channels_last)
                           if cfg.transform == "on" or (cfg.transform == "auto" and not self.plain_kd_reason) else None)
@@ -511,7 +523,8 @@ def _run(cfg: TrainConfig, out: Path, show_progress: bool, image_paths: list[Pat
         d.load(ckpt_path)
     if d.rank == 0:
         (out / "config.json").write_text(json.dumps(asdict(cfg), indent=1))
-        print(f"student {cfg.student}: {count_params(d.student) / 1e6:.2f} M parameters, "
+        origin = ", started from the teacher's weights" if cfg.init_student == "teacher" else ""
+        print(f"student {cfg.student}{origin}: {count_params(d.student) / 1e6:.2f} M parameters, "
               f"{count_macs(d.student, d.hw) / 1e9:.2f} GMACs at {d.spec.input_size}; "
               f"teacher: {sum(p.numel() for p in d.teacher.parameters()) / 1e6:.2f} M parameters, "
               f"{len(d.bn_hooks)} BN layers hooked; device {d.device}, "

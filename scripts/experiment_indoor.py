@@ -7,7 +7,8 @@ The data folder is research data: it is read in place, never copied into the pro
 files (the list of real train images row b distils on with `--images`, noise images for row h) go
 under --out.
 
-Rows (every student: MobileNetV2, same steps, batch and schedule):
+Rows (every student: MobileNetV2 from random weights, same steps, batch and schedule; tries v29-v31 change
+the student, `--variants`):
   teacher  ResNet-18 fitted on split=train with ground truth (`distill fit-teacher`)
   a  supervised on the real train split (reference)
   b  KD with the real train images (the paper's baseline)
@@ -118,6 +119,8 @@ LONG_IDS = {"b": "v21", "c": "v19", "f": "v22"}
 # layers through a run (v22's log), the teacher's scale-invariant log error on sims is a few tenths:
 # 10 makes the two comparable (a first guess, not tuned)
 W_RENDER_DEPTH = 10.0
+# tries v29-v31: the student is the teacher with the later blocks of each stage left out
+FROM_TEACHER = {"student": "resnet10", "init_student": "teacher"}
 SEEDS = (0, 1, 2)  # training seeds of the rows the targets compare (b, c, f): mean and spread
 # Images "sims-closeup" (tries v10, v11): this share of the sims replaced by table-top close-ups. The
 # sim students' worst test scene is a desk seen from 0.3-1 m (docs/results.md), which the default
@@ -202,6 +205,11 @@ VARIANTS = [
     # which half of the method costs f its test ground at 4000 steps: e (T alone) and d (mixing alone)
     *seeded("v27", "v27 e, 4000 steps", "sims", {"mixing": False, "transform": "on", "steps": LONG_STEPS}),
     *seeded("v28", "v28 d, 4000 steps", "sims", {"mixing": True, "transform": "off", "steps": LONG_STEPS}),
+    # the student started from the teacher's own weights: a ResNet-10 that keeps the teacher's stem, the
+    # first block of each stage and its decoder (--init-student teacher), for b, c and f
+    *seeded("v29", "v29 c, ResNet-10 from the teacher", "sims", {**PLAIN_KD, **FROM_TEACHER}),
+    *seeded("v30", "v30 f, ResNet-10 from the teacher", "sims", {**METHOD, **FROM_TEACHER}),
+    *seeded("v31", "v31 b, ResNet-10 from the teacher", "real", {**PLAIN_KD, **FROM_TEACHER}),
 ]
 
 

@@ -1,10 +1,11 @@
 import pytest
 import torch
 
-from distill.networks import build_depth_model, count_macs, count_params
+from distill.networks import build_depth_model, count_macs, count_params, inherit_weights
 from distill.networks.mobilenetv2 import MobileNetV2Encoder
 from distill.networks.resnet import ResNetEncoder
 from distill.networks.transform import PhotometricTransform, TransformNet, build_transform
+from simgen.options import ConfigError
 
 
 def test_transformation_network_is_the_identity_at_init():
@@ -113,3 +114,17 @@ def test_start_at_depth_sets_where_an_untrained_model_predicts(arch):
     assert model(image).median() < 0.3  # the sigmoid's middle: about 0.2 m
     model.start_at_depth(2.5)
     assert model(image).median().item() == pytest.approx(2.5, rel=0.05)
+
+
+def test_a_resnet10_inherits_the_first_block_of_each_stage_of_a_resnet34():
+    teacher, student = build_depth_model("resnet34"), build_depth_model("resnet10")
+    assert inherit_weights(student, teacher) == len(student.state_dict())
+    for key in ("encoder.conv1.weight", "encoder.layer3.0.downsample.1.running_var", "encoder.layer4.0.conv2.weight",
+                "decoder.head.bias"):
+        assert torch.equal(student.state_dict()[key], teacher.state_dict()[key]), key
+    assert count_params(student) < count_params(build_depth_model("resnet18")) / 2
+
+
+def test_inherit_weights_needs_a_depth_model_of_this_project():
+    with pytest.raises(ConfigError, match="depth model of this project"):
+        inherit_weights(build_depth_model("resnet10"), torch.nn.Conv2d(3, 1, 3))

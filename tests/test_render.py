@@ -141,14 +141,22 @@ def test_the_readme_main_job_runs_end_to_end(tmp_path):
     report."""
     out = tmp_path / "demo"
     r = subprocess.run([sys.executable, "scripts/demo.py", "--out", str(out), "--steps", "2", "--resolution", "64x48",
-                        "--n-sim", "8", "--n-test", "4", "--quiet", "--init-output", "on"], capture_output=True, text=True,
+                        "--n-sim", "8", "--n-test", "4", "--quiet"], capture_output=True, text=True,
                        timeout=900, cwd=Path(__file__).resolve().parents[1])
     assert r.returncode == 0, r.stderr[-3000:]
     assert "sha256 verified" in r.stdout
-    assert r.stdout.count("--init-output on") == 2  # both students, when asked
+    assert r.stdout.count("--student resnet10 --init-student teacher") == 2  # both students
     report = (out / "report.md").read_text()
-    assert "| student (MobileNetV2, distilled) |" in report and "| teacher (stand-in, ResNet-18) |" in report
+    assert "| student (resnet10, from the teacher, distilled) |" in report and "| teacher (stand-in, ResNet-18) |" in report
+    assert "| student before distillation (the teacher's first blocks) |" in report
     assert "| student, plain KD on the same sims |" in report and "a speed-up of" in report
     metrics = json.loads((out / "metrics.json").read_text())
     assert len(metrics) == 4 and all(0 < m["none"]["abs_rel"] < 10 and m["cpu_ms"] > 0 for m in metrics.values())
     assert (out / "grid.png").exists()
+
+
+def test_the_demo_refuses_init_output_for_a_student_from_the_teacher(tmp_path):
+    r = subprocess.run([sys.executable, "scripts/demo.py", "--out", str(tmp_path / "demo"), "--init-output", "on"],
+                       capture_output=True, text=True, timeout=300, cwd=Path(__file__).resolve().parents[1])
+    assert r.returncode == 2 and "give --init-student random" in r.stderr
+    assert not (tmp_path / "demo").exists()

@@ -3,6 +3,7 @@
 import json
 from dataclasses import asdict
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -426,3 +427,39 @@ def test_init_output_starts_the_student_at_the_teachers_depth(tmp_path, syntheti
 
     assert median_gap(False) > 0.5 and median_gap(True) < 0.15
 
+
+
+def test_init_student_teacher_copies_every_tensor_of_the_matching_layers(tmp_path, synthetic_shards, teacher_file,
+                                                                          train_config):
+    cfg = train_config(synthetic_shards, teacher_file, tmp_path / "run", student="resnet10", init_student="teacher")
+    d = Distiller(cfg)
+    theirs = d.teacher.model.state_dict()
+    mine = d.student.state_dict()
+    assert mine and all(torch.equal(v, theirs[k]) for k, v in mine.items())
+    assert "encoder.layer1.1.conv1.weight" in theirs and "encoder.layer1.1.conv1.weight" not in mine
+    random_start = Distiller(replace(cfg, init_student="random")).student.state_dict()
+    assert not torch.equal(random_start["encoder.conv1.weight"], theirs["encoder.conv1.weight"])
+
+
+def test_init_student_teacher_of_the_same_architecture_is_the_teacher(tmp_path, synthetic_shards, teacher_file,
+                                                                       train_config):
+    """A complete copy, BN statistics included: a resnet18 student from the resnet18 teacher predicts what it does."""
+    cfg = train_config(synthetic_shards, teacher_file, tmp_path / "run", student="resnet18", init_student="teacher")
+    d = Distiller(cfg)
+    batch = next(iter(make_loader(cfg, d.hw)))
+    d.student.eval()
+    with torch.no_grad():
+        assert torch.allclose(d.student(batch["rgb"]), d.teacher.target(batch["rgb"]), rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"student": "mobilenetv2"}, "have no tensor of the same name and shape"),
+    ({"max_depth": 20.0}, "--min-depth 0.1 --max-depth 10"),
+    ({"init_output": True}, "leave out --init-output"),
+    ({"init_student": "imagenet"}, "choose one of random, teacher"),
+])
+def test_init_student_teacher_refuses_what_it_cannot_copy(tmp_path, synthetic_shards, teacher_file, train_config,
+                                                          change, message):
+    base = {"student": "resnet10", "init_student": "teacher"}
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        Distiller(train_config(synthetic_shards, teacher_file, tmp_path / "run", **{**base, **change}))

@@ -14,6 +14,9 @@ from simgen.options import ConfigError
 
 ENCODERS: dict[str, Callable[[], nn.Module]] = {
     "mobilenetv2": MobileNetV2Encoder,
+    # one block per stage: the stem and first blocks of a ResNet-18/34, which it can start from
+    # (distill train --init-student teacher; distill/networks/inherit.py)
+    "resnet10": lambda: ResNetEncoder((1, 1, 1, 1)),
     "resnet18": lambda: ResNetEncoder((2, 2, 2, 2)),
     "resnet34": lambda: ResNetEncoder((3, 4, 6, 3)),
 }

@@ -1,4 +1,4 @@
-"""ResNet-18/34 encoders with torchvision's parameter names (conv1, bn1, layer1..4), so a
+"""ResNet-10/18/34 encoders with torchvision's parameter names (conv1, bn1, layer1..4), so a
 torchvision ImageNet state dict loads with strict=False (only `fc.*` is left out)."""
 
 from __future__ import annotations
