@@ -14,7 +14,7 @@
 
     python scripts/demo.py [--out out/demo] [--steps 900] [--teacher YOUR.ckpt]
 
-About 13 minutes on 2 CPU cores with native bf16 (12.4 from a fresh clone, setup aside; README). Every step is a `simgen` or `distill` command, printed as a user
+About 10 minutes on 2 CPU cores with native bf16 (9.3 from a fresh clone, setup aside; README). Every step is a `simgen` or `distill` command, printed as a user
 would type it; rerunning the demo skips what is finished (each command checks its own outputs).
 """
 
@@ -78,7 +78,9 @@ def main() -> None:
     ap.add_argument("--student", choices=ARCHITECTURES, default=STUDENT, help="the students' architecture")
     ap.add_argument("--init-student", choices=INIT_STUDENT, default=INIT, help="where the students' weights start "
                     "(distill train --init-student; teacher needs a ResNet-18/34 teacher of this project)")
-    ap.add_argument("--n-sim", type=int, default=256, help="simulated frames for distillation")
+    ap.add_argument("--n-sim", type=int, default=768, help="simulated frames for distillation (on the validation rooms "
+                    "of seed 3000, the distilled ResNet-10 at 5e-4 read AbsRel 0.206 on 768 against 0.219 on 256; "
+                    "rendering 512 more takes about 2 minutes)")
     ap.add_argument("--n-test", type=int, default=32, help="held-out target-domain frames")
     ap.add_argument("--resolution", default=RESOLUTION, help="render resolution WIDTHxHEIGHT (just above the input size: "
                     "pixels the models never see only cost render time)")
