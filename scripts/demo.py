@@ -105,7 +105,8 @@ def main() -> None:
         made = card["test"]["metrics"]["none"]
         print(f"stand-in teacher {teacher.name}: sha256 verified; made by `{card['command']}` ({card['trained_on']}); "
               f"AbsRel {made['abs_rel']:.3f} on the {card['test']['frames']} held-out frames when made", flush=True)
-    size = load_model(teacher)[1].input_size
+    teacher_model, teacher_info = load_model(teacher)
+    size = teacher_info.input_size
     if size is None:
         sys.exit(f"demo: {teacher} does not say its input size (export it with distill export, which writes it)")
     test = out / "target-test"
@@ -136,7 +137,7 @@ def main() -> None:
     torch.manual_seed(0)  # the reference's random weights, the same in every run
     start = build_depth_model(args.student, MIN_DEPTH, MAX_DEPTH)
     if args.init_student == "teacher":
-        inherit_weights(start, load_model(teacher)[0])
+        inherit_weights(start, teacher_model)
     save_checkpoint(untrained, start, args.student, size, MIN_DEPTH, MAX_DEPTH)
     teacher_name = "teacher (stand-in, ResNet-18)" if args.teacher is None else f"teacher ({teacher.name})"
     origin = ", from the teacher" if args.init_student == "teacher" else ""
