@@ -14,7 +14,7 @@
 
     python scripts/demo.py [--out out/demo] [--steps 900] [--teacher YOUR.ckpt]
 
-About 13 minutes on 2 CPU cores with native bf16, 19 on a slow day (with setup; README). Every step is a `simgen` or `distill` command, printed as a user
+About 14 minutes on 2 CPU cores with native bf16, 19 on a slow day (with setup; README). Every step is a `simgen` or `distill` command, printed as a user
 would type it; rerunning the demo skips what is finished (each command checks its own outputs).
 """
 
@@ -62,8 +62,9 @@ def command(tool: str, *argv: object) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", default="out/demo")
-    ap.add_argument("--teacher", type=Path, help="your teacher: a checkpoint of this project or a TorchScript export "
-                    "(default: the shipped stand-in, checksum verified)")
+    ap.add_argument("--teacher", type=Path, help="your teacher: a ResNet-18/34 checkpoint of this project; another "
+                    "checkpoint or a TorchScript export with --student mobilenetv2 --init-student random (default: the "
+                    "shipped stand-in, checksum verified)")
     ap.add_argument("--steps", type=int, default=900, help="student training steps")
     ap.add_argument("--lr", type=float, default=5e-4, help="students' learning rate (chosen on 32 validation rooms of "
                     "seed 3000, not the test rooms: the distilled ResNet-10 from the teacher read AbsRel 0.219 at 5e-4, "
@@ -80,7 +81,7 @@ def main() -> None:
                     "(distill train --init-student; teacher needs a ResNet-18/34 teacher of this project)")
     ap.add_argument("--n-sim", type=int, default=768, help="simulated frames for distillation (on the validation rooms "
                     "of seed 3000, the distilled ResNet-10 at 5e-4 read AbsRel 0.206 on 768 against 0.219 on 256; "
-                    "rendering 512 more takes about 2 minutes)")
+                    "rendering 512 more takes about 2-3 minutes)")
     ap.add_argument("--n-test", type=int, default=32, help="held-out target-domain frames")
     ap.add_argument("--resolution", default=RESOLUTION, help="render resolution WIDTHxHEIGHT (just above the input size: "
                     "pixels the models never see only cost render time)")
