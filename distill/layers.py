@@ -87,6 +87,34 @@ def scale_shift_invariant_error(pred: torch.Tensor, ref: torch.Tensor, mask: tor
     return ((aligned - ref).abs() * m).flatten(1).sum(1) / (ref.abs() * m).flatten(1).sum(1).clamp_min(EPS)
 
 
+# ------------------------------------------------------------------------------ feature hints
+
+
+class FeatureTap:
+    """Keeps what a module returned in its last forward pass (for an encoder: its list of feature
+    maps), so that a loss can read the features of a pass that has already run."""
+
+    def __init__(self, module: torch.nn.Module):
+        self.out: list[torch.Tensor] | None = None
+        self.handle = module.register_forward_hook(self._hook)
+
+    def _hook(self, module, inputs, output) -> None:
+        self.out = list(output) if isinstance(output, (list, tuple)) else [output]
+
+    def remove(self) -> None:
+        self.handle.remove()
+
+
+def feature_hint_loss(student: list[torch.Tensor], teacher: list[torch.Tensor]) -> torch.Tensor:
+    """FitNets' hint loss (Romero et al. 2015) on feature maps of equal shapes, level by level: the
+    mean squared difference divided by the teacher's mean square (the deep levels' values are
+    larger; divided, each level counts alike), averaged over the levels. In fp32; the teacher's
+    side carries no gradient."""
+    terms = [((s.float() - t.detach().float()) ** 2).mean() / (t.detach().float() ** 2).mean().clamp_min(EPS)
+             for s, t in zip(student, teacher, strict=True)]
+    return torch.stack(terms).mean()
+
+
 # ------------------------------------------------------------------------------ BN statistics loss
 
 

@@ -23,9 +23,11 @@ from torch.utils.data import DataLoader
 
 from distill.checkpoint import read_checkpoint, save_checkpoint
 from distill.data import ImageStream, Interleaved, ShardStream, readable_images
-from distill.layers import BNStatsHook, parse_bn_layers, select_bn_layers, total_variation
+from distill.layers import (BNStatsHook, FeatureTap, feature_hint_loss, parse_bn_layers, select_bn_layers,
+                           total_variation)
 from distill.mixing import MixConfig, mix_objects
-from distill.networks import ARCHITECTURES, build_depth_model, count_macs, count_params, inherit_weights
+from distill.networks import (ARCHITECTURES, build_depth_model, count_macs, count_params, inherit_weights,
+                              require_matching_features)
 from distill.networks.transform import TRANSFORM_NETS, build_transform
 from distill.runtime import (PRECISIONS, autocast, contiguous_state, describe_precision, memory_format, pick_device,
                              resolve_precision, to_memory_format)
@@ -109,6 +111,10 @@ class TrainConfig:
     w_adv: float = option(0.0, "weight of the teacher-student disagreement (DFAD-style) term of T; 0 = off")
     w_grad: float = option(1.0, "weight of the depth-gradient term of the KD loss")
     w_normal: float = option(1.0, "weight of the surface-normal term of the KD loss")
+    w_feature: float = option(0.0, "weight of a feature term of the KD loss: the student's encoder features matched to "
+                              "the teacher's at every level, on the same images (FitNets' hints; a student whose "
+                              "encoder has the teacher's channels: resnet10/18/34 under a resnet18/34 teacher of this "
+                              "project); 0 = off")
     # False: S learns on T's images and teacher depth of T's own step (one T and teacher pass less
     # per step). True: both are computed again after T's update, as in the paper's step.
     refresh_kd_target: bool = option(False, "run T and the teacher again after T's update for the student's target "
@@ -161,6 +167,8 @@ class TrainConfig:
             raise ConfigError(f"--w-tv must be 0 or more, got {self.w_tv}")
         if self.w_render_depth < 0:
             raise ConfigError(f"--w-render-depth must be 0 or more, got {self.w_render_depth}")
+        if self.w_feature < 0:
+            raise ConfigError(f"--w-feature must be 0 or more, got {self.w_feature}")
         if self.w_render_depth > 0 and (not self.shards or self.transform == "off"):
             raise ConfigError("--w-render-depth is a term of T's loss on renders: it needs --shards and T "
                               "(--transform on or auto)")
@@ -230,6 +238,10 @@ class Distiller:
                                                           cfg.student_imagenet).to(self.device), cfg.channels_last)
         if cfg.init_student == "teacher":
             inherit_weights(self.student, self.teacher.model)
+        self.feature_taps: tuple[FeatureTap, FeatureTap] | None = None
+        if cfg.w_feature > 0:
+            require_matching_features(self.student, self.teacher.model)
+            self.feature_taps = (FeatureTap(self.student.encoder), FeatureTap(self.teacher.model.encoder))
         bn_layers, self.plain_kd_reason = self._bn_layers()
         self.transform = (to_memory_format(build_transform(cfg.transform_net).to(self.device), cfg.channels_last)
                           if cfg.transform == "on" or (cfg.transform == "auto" and not self.plain_kd_reason) else None)
@@ -268,6 +280,7 @@ class Distiller:
     def describe_method(self) -> str:
         parts = ["KD (" + ("scale-and-shift-invariant, " if self.teacher.relative else "") +
                  f"teacher output: {self.spec.output})"]
+        parts += [f"encoder feature hints x{self.cfg.w_feature:g}"] if self.feature_taps else []
         parts += ["object-wise mixing"] if self.cfg.mixing else []
         if self.transform is not None:
             cfg = self.cfg
@@ -372,6 +385,9 @@ class Distiller:
         with self._ctx():
             s_depth = self.student_fwd(rgb)
         losses = self.kd(s_depth.float(), t_depth.float())
+        if self.feature_taps:  # the taps hold this forward of S and the teacher's pass that gave t_depth
+            losses["feature"] = feature_hint_loss(self.feature_taps[0].out, self.feature_taps[1].out)
+            losses["total"] = losses["total"] + cfg.w_feature * losses["feature"]
         self.opt_s.zero_grad(set_to_none=True)
         losses["total"].backward()
         logs["grad_norm"] = float(torch.nn.utils.clip_grad_norm_(self.student.parameters(), cfg.clip))

@@ -8,7 +8,8 @@
    data is never used.
 3. Distill a ResNet-10 student, started from the teacher's own weights (its stem, the first block of
    each stage and its decoder), with the full method (object-wise mixing + transformation network
-   + BN-statistics loss), and one with plain KD on the same sims (what the method adds).
+   + BN-statistics loss), and one with plain KD on the same sims (what the method adds); both also
+   match the teacher's encoder features (feature hints).
 4. Evaluate teacher, students and the student before distillation on the held-out frames, and write
    OUT/report.md with the metrics table (with parameters, MACs, CPU latency) and picture grids.
 
@@ -34,16 +35,21 @@ import torch
 from distill.checkpoint import CheckpointError, load_model, save_checkpoint
 from distill.cli import main as distill_main
 from distill.compare import comparison_grid, measure_model, metrics_table
-from distill.networks import ARCHITECTURES, build_depth_model, inherit_weights
+from distill.networks import ARCHITECTURES, build_depth_model, inherit_weights, require_matching_features
 from distill.train import INIT_STUDENT
 from distill.standin import RENDER_ARGS, RESOLUTION, STANDIN_CKPT, TEST_SEED, verify_standin
 from simgen.cli import main as simgen_main
+from simgen.options import ConfigError
 
 # The student's output range (build_depth_model's defaults, the stand-in's), for the reference before distillation.
 MIN_DEPTH, MAX_DEPTH = 0.1, 10.0
 # The students: a ResNet-10 started from the teacher's own weights (its stem, the first block of
 # each stage and its decoder; distill/networks/inherit.py)
 STUDENT, INIT = "resnet10", "teacher"
+# Both students also match the teacher's encoder features (distill train --w-feature). Chosen on 128
+# validation rooms of seed 3000, not the test rooms: the full method read AbsRel 0.252 without, 0.243 at
+# 1, 0.240 at 3, 0.237 at 10, 0.238 at 30 (the teacher: 0.215; 768 sims, 900 steps at 5e-4).
+W_FEATURE = 10.0
 
 
 def stage(name: str) -> None:
@@ -63,7 +69,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", default="out/demo")
     ap.add_argument("--teacher", type=Path, help="your teacher: a ResNet-18/34 checkpoint of this project; another "
-                    "checkpoint or a TorchScript export with --student mobilenetv2 --init-student random (default: the "
+                    "checkpoint or a TorchScript export with --student mobilenetv2 --init-student random --w-feature 0 (default: the "
                     "shipped stand-in, checksum verified)")
     ap.add_argument("--steps", type=int, default=900, help="student training steps")
     ap.add_argument("--lr", type=float, default=5e-4, help="students' learning rate (chosen on 32 validation rooms of "
@@ -76,6 +82,9 @@ def main() -> None:
                     help="start both students' output at the teacher's median depth (distill train --init-output). "
                     "Off by default: here it did not help (distilled AbsRel 0.657 with it, 0.604 without; README): the "
                     "students' error is a per-frame scale, not a global one")
+    ap.add_argument("--w-feature", type=float, default=W_FEATURE, help="weight of both students' feature hints "
+                    "(distill train --w-feature; 0 = off; needs a ResNet student and a ResNet-18/34 teacher of this "
+                    "project)")
     ap.add_argument("--student", choices=ARCHITECTURES, default=STUDENT, help="the students' architecture")
     ap.add_argument("--init-student", choices=INIT_STUDENT, default=INIT, help="where the students' weights start "
                     "(distill train --init-student; teacher needs a ResNet-18/34 teacher of this project)")
@@ -93,7 +102,7 @@ def main() -> None:
     quiet = ["--quiet"] if args.quiet else []
     render = [*RENDER_ARGS, "--resolution", args.resolution, *quiet]
     init = ["--init-output", "on"] if args.init_output == "on" else []
-    init += ["--student", args.student, "--init-student", args.init_student]
+    init += ["--student", args.student, "--init-student", args.init_student, "--w-feature", f"{args.w_feature:g}"]
     t0 = time.time()
 
     stage("1/4 the teacher, and held-out frames of its domain")
@@ -108,6 +117,15 @@ def main() -> None:
               f"AbsRel {made['abs_rel']:.3f} on the {card['test']['frames']} held-out frames when made", flush=True)
     teacher_model, teacher_info = load_model(teacher)
     size = teacher_info.input_size
+    torch.manual_seed(0)  # the reference's random weights, the same in every run
+    start = build_depth_model(args.student, MIN_DEPTH, MAX_DEPTH)
+    try:  # what distill train would refuse after the renders, said before them
+        if args.init_student == "teacher":
+            inherit_weights(start, teacher_model)
+        if args.w_feature > 0:
+            require_matching_features(start, teacher_model)
+    except ConfigError as e:
+        sys.exit(f"demo: {e}")
     if size is None:
         sys.exit(f"demo: {teacher} does not say its input size (export it with distill export, which writes it)")
     test = out / "target-test"
@@ -118,7 +136,8 @@ def main() -> None:
     command("simgen", "render", "--n", args.n_sim, "--out", sims, "--seed", 0, "--samples-per-shard", 32, "--workers", 2,
             *render)
 
-    stage("3/4 distillation: mixing + transformation network + BN statistics")
+    stage("3/4 distillation: mixing + transformation network + BN statistics"
+          + (f" + the teacher's features as hints (x{args.w_feature:g})" if args.w_feature > 0 else ""))
     run = out / "run"
     resume = ["--resume"] if (run / "checkpoint.pt").exists() and not (run / "student.pt").exists() else []
     command("distill", "train", "--shards", sims, "--teacher", teacher, "--out", run, "--steps", args.steps,
@@ -135,10 +154,6 @@ def main() -> None:
 
     stage("4/4 evaluation on held-out target-domain frames")
     untrained = out / "untrained.pt"
-    torch.manual_seed(0)  # the reference's random weights, the same in every run
-    start = build_depth_model(args.student, MIN_DEPTH, MAX_DEPTH)
-    if args.init_student == "teacher":
-        inherit_weights(start, teacher_model)
     save_checkpoint(untrained, start, args.student, size, MIN_DEPTH, MAX_DEPTH)
     teacher_name = "teacher (stand-in, ResNet-18)" if args.teacher is None else f"teacher ({teacher.name})"
     origin = ", from the teacher" if args.init_student == "teacher" else ""
@@ -162,11 +177,12 @@ def main() -> None:
                f"{absrel[names[0]]:.3f})"]
     if args.plain_kd == "on":
         summary.append(f"plain KD on the same sims and steps reaches {absrel[names[2]]:.3f} "
-                       f"({absrel[names[2]] / absrel[names[0]] - 1:+.0%}): what mixing and the transformation network add "
-                       "or cost here")
+                       f"({absrel[names[2]] / absrel[names[0]] - 1:+.0%}): what mixing and the transformation network "
+                       "add or cost here (both students have the same feature hints)")
     lines = ["# Demo report: data-free distillation on built-in defaults", "",
              f"Made by `python scripts/demo.py --out {args.out}` in {(time.time() - t0) / 60:.1f} minutes "
-             f"(students {args.steps} steps of 8 at learning rate {args.lr:g} on {args.n_sim} sims, input {size}"
+             f"(students {args.steps} steps of 8 at learning rate {args.lr:g} on {args.n_sim} sims, input {size}; "
+             f"feature hints x{args.w_feature:g}"
              f"{', output started at the teacher median depth' if args.init_output == 'on' else ''}).", "",
              ("The teacher is the project's stand-in (`assets/teacher/`: a ResNet-18 that `scripts/make_teacher.py` "
               "fitted with ground truth on simulated rooms)" if args.teacher is None else f"The teacher is {teacher}") +
@@ -183,7 +199,7 @@ def main() -> None:
              "a larger input show more of it." if args.student == "mobilenetv2" else ""), "",
              "The same with your own teacher: `python scripts/demo.py --teacher YOUR.ckpt --out out/mine` (a ResNet-18/34 "
              "checkpoint of this project; any other checkpoint or a TorchScript export with `--student mobilenetv2 "
-             "--init-student random`), or directly `simgen render --n 50000 --out shards/` then "
+             "--init-student random --w-feature 0`), or directly `simgen render --n 50000 --out shards/` then "
              "`distill train --shards shards/ --teacher YOUR_MODEL.pt2 --out runs/s1` (`distill teacher-check "
              "YOUR_MODEL.pt2` first says what train will find; docs/distill.md has worked examples).", "",
              "Held-out frames (RGB | ground truth | teacher | distilled student | the student's relative error, green "

@@ -7,7 +7,7 @@ The data folder is research data: it is read in place, never copied into the pro
 files (the list of real train images row b distils on with `--images`, noise images for row h) go
 under --out.
 
-Rows (every student: MobileNetV2 from random weights, same steps, batch and schedule; tries v29-v31 change
+Rows (every student: MobileNetV2 from random weights, same steps, batch and schedule; tries v29-v33 change
 the student, `--variants`):
   teacher  ResNet-18 fitted on split=train with ground truth (`distill fit-teacher`)
   a  supervised on the real train split (reference)
@@ -121,6 +121,9 @@ LONG_IDS = {"b": "v21", "c": "v19", "f": "v22"}
 W_RENDER_DEPTH = 10.0
 # tries v29-v31: the student is the teacher with the later blocks of each stage left out
 FROM_TEACHER = {"student": "resnet10", "init_student": "teacher"}
+# tries v32, v33: weight of the feature hints, chosen on the demo's validation rooms (simulated, seed 3000;
+# docs/distill.md), not on this data
+W_FEATURE = 10.0
 SEEDS = (0, 1, 2)  # training seeds of the rows the targets compare (b, c, f): mean and spread
 # Images "sims-closeup" (tries v10, v11): this share of the sims replaced by table-top close-ups. The
 # sim students' worst test scene is a desk seen from 0.3-1 m (docs/results.md), which the default
@@ -210,6 +213,10 @@ VARIANTS = [
     *seeded("v29", "v29 c, ResNet-10 from the teacher", "sims", {**PLAIN_KD, **FROM_TEACHER}),
     *seeded("v30", "v30 f, ResNet-10 from the teacher", "sims", {**METHOD, **FROM_TEACHER}),
     *seeded("v31", "v31 b, ResNet-10 from the teacher", "real", {**PLAIN_KD, **FROM_TEACHER}),
+    # the ResNet-10 from the teacher also matches the teacher's encoder features on the same images
+    # (--w-feature: FitNets' hints, level for level; its encoder has the teacher's channels)
+    *seeded("v32", "v32 v29 + feature hints", "sims", {**PLAIN_KD, **FROM_TEACHER, "w_feature": W_FEATURE}),
+    *seeded("v33", "v33 v30 + feature hints", "sims", {**METHOD, **FROM_TEACHER, "w_feature": W_FEATURE}),
 ]
 
 

@@ -3,8 +3,8 @@ import math
 import pytest
 import torch
 
-from distill.layers import (BNStatsHook, align_prediction, bn_layers, compute_depth_errors, depth_kd_loss, eval_mask,
-                            select_bn_layers, ssi_kd_loss)
+from distill.layers import (BNStatsHook, FeatureTap, align_prediction, bn_layers, compute_depth_errors, depth_kd_loss,
+                            eval_mask, feature_hint_loss, select_bn_layers, ssi_kd_loss)
 
 
 def test_bn_statistics_loss_equals_a_hand_computation():
@@ -119,3 +119,30 @@ def test_render_depth_loss_is_free_only_in_what_the_teacher_kind_leaves_free():
     assert render_depth_loss("metric", wrong, depth).item() > 0.05
     none = render_depth_loss("metric", wrong.requires_grad_(), torch.zeros_like(depth))
     assert none.item() == 0 and none.requires_grad
+
+
+def test_feature_hint_loss_counts_every_level_alike_and_is_zero_only_on_a_match():
+    teacher = [torch.randn(2, 4, 8, 8), 100 * torch.randn(2, 8, 4, 4)]
+    assert feature_hint_loss([t.clone() for t in teacher], teacher) == 0
+    # the same relative error on the small or the large level costs the same
+    off_small = float(feature_hint_loss([1.1 * teacher[0], teacher[1]], teacher))
+    off_large = float(feature_hint_loss([teacher[0], 1.1 * teacher[1]], teacher))
+    assert off_small == pytest.approx(off_large, rel=1e-5) and off_small == pytest.approx(0.01 / 2, rel=1e-5)
+    student = [s.clone().requires_grad_() for s in (1.1 * teacher[0], teacher[1])]
+    teacher_with_grad = [t.clone().requires_grad_() for t in teacher]
+    feature_hint_loss(student, teacher_with_grad).backward()
+    assert student[0].grad.abs().sum() > 0 and teacher_with_grad[0].grad is None  # the teacher is only a target
+    with pytest.raises(ValueError):
+        feature_hint_loss(student[:1], teacher)
+
+
+def test_feature_tap_keeps_the_last_forward_output():
+    conv = torch.nn.Conv2d(3, 2, 1)
+    tap = FeatureTap(conv)
+    x = torch.rand(1, 3, 4, 4)
+    assert tap.out is None
+    y = conv(x)
+    assert len(tap.out) == 1 and torch.equal(tap.out[0], y)
+    tap.remove()
+    conv(2 * x)
+    assert torch.equal(tap.out[0], y)

@@ -1,7 +1,9 @@
+import re
+
 import pytest
 import torch
 
-from distill.networks import build_depth_model, count_macs, count_params, inherit_weights
+from distill.networks import build_depth_model, count_macs, count_params, inherit_weights, require_matching_features
 from distill.networks.mobilenetv2 import MobileNetV2Encoder
 from distill.networks.resnet import ResNetEncoder
 from distill.networks.transform import PhotometricTransform, TransformNet, build_transform
@@ -128,3 +130,11 @@ def test_a_resnet10_inherits_the_first_block_of_each_stage_of_a_resnet34():
 def test_inherit_weights_needs_a_depth_model_of_this_project():
     with pytest.raises(ConfigError, match="depth model of this project"):
         inherit_weights(build_depth_model("resnet10"), torch.nn.Conv2d(3, 1, 3))
+
+
+def test_feature_hints_need_encoders_with_the_teachers_channels():
+    require_matching_features(build_depth_model("resnet10"), build_depth_model("resnet34"))  # same channels: fine
+    with pytest.raises(ConfigError, match=re.escape("channels, the teacher's [64, 64, 128, 256, 512]")):
+        require_matching_features(build_depth_model("mobilenetv2"), build_depth_model("resnet18"))
+    with pytest.raises(ConfigError, match="depth model of this project"):
+        require_matching_features(build_depth_model("resnet10"), torch.nn.Conv2d(3, 1, 3))

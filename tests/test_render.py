@@ -146,6 +146,7 @@ def test_the_readme_main_job_runs_end_to_end(tmp_path):
     assert r.returncode == 0, r.stderr[-3000:]
     assert "sha256 verified" in r.stdout
     assert r.stdout.count("--student resnet10 --init-student teacher") == 2  # both students
+    assert r.stdout.count("--w-feature 10 ") == 2  # both students, hints included
     report = (out / "report.md").read_text()
     assert "| student (resnet10, from the teacher, distilled) |" in report and "| teacher (stand-in, ResNet-18) |" in report
     assert "| student before distillation (the teacher's first blocks) |" in report
@@ -159,4 +160,12 @@ def test_the_demo_refuses_init_output_for_a_student_from_the_teacher(tmp_path):
     r = subprocess.run([sys.executable, "scripts/demo.py", "--out", str(tmp_path / "demo"), "--init-output", "on"],
                        capture_output=True, text=True, timeout=300, cwd=Path(__file__).resolve().parents[1])
     assert r.returncode == 2 and "give --init-student random" in r.stderr
+    assert not (tmp_path / "demo").exists()
+
+
+def test_the_demo_refuses_feature_hints_a_student_cannot_take_before_rendering(tmp_path):
+    r = subprocess.run([sys.executable, "scripts/demo.py", "--out", str(tmp_path / "demo"), "--student", "mobilenetv2",
+                        "--init-student", "random"], capture_output=True, text=True, timeout=300,
+                       cwd=Path(__file__).resolve().parents[1])
+    assert r.returncode == 1 and "demo: --w-feature: the student's encoder features" in r.stderr
     assert not (tmp_path / "demo").exists()

@@ -12,7 +12,7 @@ from dataclasses import replace
 import pytest
 import torch
 
-from distill.layers import total_variation
+from distill.layers import FeatureTap, feature_hint_loss, total_variation
 from distill.networks import build_depth_model
 from distill.teacher import TeacherError, TeacherSpec, load_teacher
 from distill.train import Distiller, TrainConfig, make_loader, train
@@ -463,3 +463,46 @@ def test_init_student_teacher_refuses_what_it_cannot_copy(tmp_path, synthetic_sh
     base = {"student": "resnet10", "init_student": "teacher"}
     with pytest.raises(ConfigError, match=re.escape(message)):
         Distiller(train_config(synthetic_shards, teacher_file, tmp_path / "run", **{**base, **change}))
+
+
+def _hint_gap(d: Distiller, images: torch.Tensor) -> float:
+    """The feature hint loss between the student and the teacher on `images`, both in eval mode."""
+    taps = FeatureTap(d.student.encoder), FeatureTap(d.teacher.model.encoder)
+    d.student.eval()
+    with torch.no_grad():
+        d.student(images), d.teacher.target(images)
+    d.student.train()
+    for tap in taps:
+        tap.remove()
+    return float(feature_hint_loss(taps[0].out, taps[1].out))
+
+
+def test_feature_hints_compare_features_of_the_images_the_student_learned_on(tmp_path, synthetic_shards, teacher_file,
+                                                                           train_config):
+    """--w-feature with mixing and T on: after a step the teacher's tapped features are those of T's images the
+    student trained on, the term is logged, and its steps bring the student's features closer to the teacher's
+    than the same steps without it."""
+    cfg = train_config(synthetic_shards, teacher_file, tmp_path / "run", student="resnet10", init_student="teacher",
+                       w_feature=1.0, transform="on", precision="fp32", batch_size=4)
+    d = Distiller(cfg)
+    assert "encoder feature hints x1" in d.describe_method()
+    batch = next(iter(make_loader(replace(cfg, workers=0), d.hw)))
+    logs = d.train_step(batch)
+    assert logs["kd_feature"] > 0
+    tapped = [f.detach().clone() for f in d.feature_taps[1].out]
+    with torch.no_grad():
+        d.teacher.target(d.last_images["transformed"])
+    assert all(torch.allclose(a, b, atol=1e-5) for a, b in zip(tapped, d.feature_taps[1].out, strict=True))
+
+    def gap_after_steps(w: float) -> float:
+        d = Distiller(replace(cfg, w_feature=w, mixing=False, transform="off", lr=3e-3, warmup=1,
+                              out=str(tmp_path / f"run{w}")))
+        for _ in range(4):
+            d.train_step(batch)
+        return _hint_gap(d, batch["rgb"])
+
+    assert gap_after_steps(10.0) < 0.8 * gap_after_steps(0.0)
+    with pytest.raises(ConfigError, match="--w-feature must be 0 or more"):
+        train_config(synthetic_shards, teacher_file, tmp_path / "bad", w_feature=-1.0)
+    with pytest.raises(ConfigError, match="--w-feature: the student's encoder features"):
+        Distiller(train_config(synthetic_shards, teacher_file, tmp_path / "bad", w_feature=1.0))  # mobilenetv2

@@ -37,3 +37,17 @@ def inherit_weights(student: nn.Module, teacher: nn.Module) -> int:
                           "a resnet10 student starts from a resnet18 or resnet34 teacher of this project")
     student.load_state_dict({k: theirs[k].detach().clone() for k in mine})
     return len(mine)
+
+
+def require_matching_features(student: nn.Module, teacher: nn.Module) -> None:
+    """ConfigError unless both are depth models of this project whose encoders return feature maps
+    of the same channels at the same strides (resnet10/18/34 share them), which the feature term of
+    `distill train --w-feature` compares one to one."""
+    mine, theirs = (getattr(getattr(m, "encoder", None), "channels", None) for m in (student, teacher))
+    if theirs is None:
+        raise ConfigError(f"--w-feature compares the student's encoder features with the teacher's: it needs a teacher "
+                          f"that is a depth model of this project, not a {type(teacher).__name__} (an exported, "
+                          "TorchScript or ONNX teacher does not expose its encoder); use --w-feature 0")
+    if mine != theirs:
+        raise ConfigError(f"--w-feature: the student's encoder features have {mine} channels, the teacher's {theirs}; "
+                          "a resnet10/18/34 student matches a resnet18/34 teacher of this project (or use --w-feature 0)")
