@@ -7,7 +7,7 @@ The data folder is research data: it is read in place, never copied into the pro
 files (the list of real train images row b distils on with `--images`, noise images for row h) go
 under --out.
 
-Rows (every student: MobileNetV2 from random weights, same steps, batch and schedule; tries v29-v33 change
+Rows (every student: MobileNetV2 from random weights, same steps, batch and schedule; tries v29-v35 change
 the student, `--variants`):
   teacher  ResNet-18 fitted on split=train with ground truth (`distill fit-teacher`)
   a  supervised on the real train split (reference)
@@ -217,6 +217,11 @@ VARIANTS = [
     # (--w-feature: FitNets' hints, level for level; its encoder has the teacher's channels)
     *seeded("v32", "v32 v29 + feature hints", "sims", {**PLAIN_KD, **FROM_TEACHER, "w_feature": W_FEATURE}),
     *seeded("v33", "v33 v30 + feature hints", "sims", {**METHOD, **FROM_TEACHER, "w_feature": W_FEATURE}),
+    # the same at four times the steps: where they end, not how fast they learn
+    *seeded("v34", "v34 v32, 4000 steps", "sims",
+            {**PLAIN_KD, **FROM_TEACHER, "w_feature": W_FEATURE, "steps": LONG_STEPS}),
+    *seeded("v35", "v35 v33, 4000 steps", "sims",
+            {**METHOD, **FROM_TEACHER, "w_feature": W_FEATURE, "steps": LONG_STEPS}),
 ]
 
 
