@@ -69,8 +69,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", default="out/demo")
     ap.add_argument("--teacher", type=Path, help="your teacher: a ResNet-18/34 checkpoint of this project; another "
-                    "checkpoint or a TorchScript export with --student mobilenetv2 --init-student random --w-feature 0 (default: the "
-                    "shipped stand-in, checksum verified)")
+                    "checkpoint or a TorchScript export with --student mobilenetv2 --init-student random --w-feature 0 "
+                    "(default: the shipped stand-in, checksum verified)")
     ap.add_argument("--steps", type=int, default=900, help="student training steps")
     ap.add_argument("--lr", type=float, default=5e-4, help="students' learning rate (chosen on 32 validation rooms of "
                     "seed 3000, not the test rooms: the distilled ResNet-10 from the teacher read AbsRel 0.219 at 5e-4, "
