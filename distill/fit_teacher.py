@@ -4,6 +4,7 @@ for tests, demos and experiments. Users who have a teacher never need it."""
 from __future__ import annotations
 
 import random
+import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -135,14 +136,15 @@ def _existing_fit(cfg: FitConfig) -> dict[str, Any]:
     raise FileExistsError(f"{cfg.out} exists; choose a new output file (nothing was overwritten)")
 
 
-def _resume_step(cfg: FitConfig, model: torch.nn.Module, opt: torch.optim.Optimizer, sched: Any) -> int:
-    """The step to start at: 0, or where OUT.partial stopped (its state loaded) under --resume. An
-    unfinished fit is never overwritten without --resume, nor continued with another config."""
+def _resume_step(cfg: FitConfig, model: torch.nn.Module, opt: torch.optim.Optimizer, sched: Any) -> tuple[int, float]:
+    """(the step to start at, seconds of fitting so far): 0, or where OUT.partial stopped (its state
+    loaded) under --resume. An unfinished fit is never overwritten without --resume, nor continued
+    with another config."""
     partial = partial_path(cfg.out)
     if not partial.exists():
         if cfg.resume:
             raise FileNotFoundError(f"--resume: no unfinished fit {partial} to continue")
-        return 0
+        return 0, 0.0
     if not cfg.resume:
         raise FileExistsError(f"{partial} holds an unfinished fit; pass --resume to continue it, or choose another "
                               "--out (nothing was overwritten)")
@@ -154,7 +156,7 @@ def _resume_step(cfg: FitConfig, model: torch.nn.Module, opt: torch.optim.Optimi
     model.load_state_dict(state["model"])
     opt.load_state_dict(state["opt"])
     sched.load_state_dict(state["sched"])
-    return int(state["step"])
+    return int(state["step"]), float(state.get("fit_seconds", 0.0))
 
 
 def fit_teacher(cfg: FitConfig, show_progress: bool = True) -> dict[str, Any]:
@@ -172,7 +174,7 @@ def fit_teacher(cfg: FitConfig, show_progress: bool = True) -> dict[str, Any]:
     model = to_memory_format(build_depth_model(cfg.arch, cfg.min_depth, cfg.max_depth).to(device), cfg.channels_last)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=1e-4)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(min(MAX_WARMUP_STEPS, cfg.steps // 10 + 1), cfg.steps))
-    step = _resume_step(cfg, model, opt, sched)
+    step, seconds_before = _resume_step(cfg, model, opt, sched)
     data = _Augmented(RGBDFolder(cfg.data, cfg.depth_scale, cfg.split), cfg.input_size.hw, cfg.seed)
     loader = DataLoader(data, batch_size=cfg.batch_size, drop_last=True, num_workers=cfg.workers,
                         sampler=_EpochOrder(len(data), cfg.seed, start=step * cfg.batch_size))
@@ -180,6 +182,11 @@ def fit_teacher(cfg: FitConfig, show_progress: bool = True) -> dict[str, Any]:
           f"{describe_precision(cfg.precision, precision, device)}" + (f"; continuing at step {step}" if step else ""))
     loss = torch.zeros(())
     batches = iter(loader)
+    t0 = time.time()
+
+    def fit_seconds() -> float:  # over every sitting of this fit, kept in OUT.partial and OUT
+        return round(seconds_before + time.time() - t0, 1)
+
     with tqdm(total=cfg.steps, initial=step, unit="step", disable=not show_progress) as bar:
         while step < cfg.steps:
             batch = next(batches)
@@ -196,7 +203,9 @@ def fit_teacher(cfg: FitConfig, show_progress: bool = True) -> dict[str, Any]:
             bar.set_postfix(loss=f"{loss.item():.3f}")
             if step % PARTIAL_EVERY == 0 and step < cfg.steps:
                 save_checkpoint(partial_path(out), model, cfg.arch, cfg.input_size, cfg.min_depth, cfg.max_depth,
-                                fit_config=asdict(cfg), step=step, opt=opt.state_dict(), sched=sched.state_dict())
-    save_checkpoint(out, model, cfg.arch, cfg.input_size, cfg.min_depth, cfg.max_depth, fit_config=asdict(cfg))
+                                fit_config=asdict(cfg), step=step, opt=opt.state_dict(), sched=sched.state_dict(),
+                                fit_seconds=fit_seconds())
+    save_checkpoint(out, model, cfg.arch, cfg.input_size, cfg.min_depth, cfg.max_depth, fit_config=asdict(cfg),
+                    fit_seconds=fit_seconds())
     partial_path(out).unlink(missing_ok=True)  # our own state file, superseded by OUT
     return {"steps": step, "loss": loss.item(), "out": str(out)}

@@ -12,8 +12,10 @@ GFLOP/s against a matrix product of the same precision measured in the same run.
 the data pipeline alone (a step of zero cost): the rate it can feed per worker, which says how
 many workers a faster machine needs. `--busy N` runs the default path again beside N busy
 processes (pure spin loops), to show how throughput degrades when the machine is shared.
+`--hints W` adds the demo's student (a ResNet-10 started from the teacher, `--init-student teacher`)
+at the default path, without and with feature hints (`--w-feature W`): what the hints cost.
 
-    python scripts/bench_train.py [--sizes 128x96,256x192] [--steps 12] [--batch-size 8] [--busy 1]
+    python scripts/bench_train.py [--sizes 128x96,256x192] [--steps 12] [--batch-size 8] [--busy 1] [--hints 10]
 """
 
 from __future__ import annotations
@@ -96,6 +98,14 @@ def timed_run(cfg: TrainConfig, steps: int) -> tuple[float, float]:
     return summary["images_per_s"], summary["data_wait_share"]
 
 
+def hint_cost(base: TrainConfig, method: str, weight: float, steps: int, out: Path) -> None:
+    """Images/s of the demo's student (ResNet-10 from the teacher) without and with feature hints."""
+    student = dict(student="resnet10", init_student="teacher", **METHODS[method])
+    rates = {w: timed_run(replace(base, out=f"{out}-{w}", w_feature=w, **student), steps)[0] for w in (0.0, weight)}
+    print(f"  {method:4s} resnet10 from the teacher: {rates[0.0]:6.2f} images/s without hints, {rates[weight]:6.2f} "
+          f"with --w-feature {weight:g}: hints cost {rates[0.0] / rates[weight]:.2f}x", flush=True)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--sizes", default="128x96,256x192", help="input sizes, WIDTHxHEIGHT")
@@ -105,6 +115,8 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--device", default="auto")
     ap.add_argument("--busy", type=int, default=0, help="also run the default path beside N busy processes")
+    ap.add_argument("--hints", type=float, default=0.0, help="also time a ResNet-10 student from the teacher without "
+                    "and with --w-feature W (0: skip)")
     args = ap.parse_args()
     device = pick_device(args.device)
     auto = resolve_precision("auto", device)
@@ -154,6 +166,8 @@ def main() -> None:
                             p.terminate()
                     print(f"  {method:4s} default beside {args.busy} busy process(es): {ips:.2f} images/s "
                           f"({results['default'] / ips:.2f}x slower), data wait {100 * wait:.1f}%", flush=True)
+                if args.hints:
+                    hint_cost(base, method, args.hints, args.steps, tmp / f"{method}-hints-{size}")
 
 
 if __name__ == "__main__":

@@ -66,8 +66,11 @@ def test_an_interrupted_fit_resumes_exactly(synthetic_shards, tmp_path, monkeypa
         fit.fit_teacher(_config(synthetic_shards, out, resume=True, lr=1e-3), show_progress=False)
     assert read_checkpoint(partial)["step"] == 6
 
+    state = torch.load(partial, weights_only=False)  # as if the first sitting had fitted for an hour
+    torch.save({**state, "fit_seconds": 3600.0}, partial)
     fit.fit_teacher(_config(synthetic_shards, out, resume=True), show_progress=False)
     assert not partial.exists()
+    assert 3600.0 < read_checkpoint(out)["fit_seconds"] < 3600.0 + 600  # the card's fit time spans both sittings
     whole, split = read_checkpoint(tmp_path / "whole.ckpt")["model"], read_checkpoint(out)["model"]
     for name in whole:
         assert torch.allclose(whole[name].float(), split[name].float(), atol=1e-5), name
