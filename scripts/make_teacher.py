@@ -93,7 +93,7 @@ def main() -> None:
            "--split", "all", "--steps", args.steps, "--batch-size", args.batch_size, "--lr", args.lr,
            "--workers", args.workers]
     command("distill", *fit, *(["--resume"] if partial_path(full).exists() else []))  # an interrupted fit goes on
-    fit_minutes = read_checkpoint(full).get("fit_seconds", float("nan")) / 60  # every sitting of a resumed fit
+    fit_seconds = read_checkpoint(full).get("fit_seconds")  # every sitting of a resumed fit; None: fitted before it was kept
 
     stage("3/3 compact copy, metrics on the held-out frames, card")
     digest = write_compact(full, dest)
@@ -104,7 +104,7 @@ def main() -> None:
             "trained_on": f"{args.frames} frames of `simgen render {' '.join(RENDER_ARGS)} --resolution {RESOLUTION} --seed {FIT_SEED}` "
                           "(built-in procedural assets only)",
             "command": "python " + " ".join(sys.argv), "fit_command": "distill " + " ".join(map(str, fit)),
-            "commit": git_commit(), "fit_minutes": round(fit_minutes, 1),
+            "commit": git_commit(), "fit_minutes": None if fit_seconds is None else round(fit_seconds / 60, 1),
             "test": {"frames": args.n_test, "render": f"--seed {TEST_SEED} {' '.join(RENDER_ARGS)} --resolution {RESOLUTION}",
                      "metrics": metrics}}
     card.write_text(json.dumps(meta, indent=1) + "\n")
