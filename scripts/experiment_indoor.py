@@ -7,7 +7,7 @@ The data folder is research data: it is read in place, never copied into the pro
 files (the list of real train images row b distils on with `--images`, noise images for row h) go
 under --out.
 
-Rows (every student: MobileNetV2 from random weights, same steps, batch and schedule; tries v29-v35 change
+Rows (every student: MobileNetV2 from random weights, same steps, batch and schedule; tries v29-v36 change
 the student, `--variants`):
   teacher  ResNet-18 fitted on split=train with ground truth (`distill fit-teacher`)
   a  supervised on the real train split (reference)
@@ -222,6 +222,9 @@ VARIANTS = [
             {**PLAIN_KD, **FROM_TEACHER, "w_feature": W_FEATURE, "steps": LONG_STEPS}),
     *seeded("v35", "v35 v33, 4000 steps", "sims",
             {**METHOD, **FROM_TEACHER, "w_feature": W_FEATURE, "steps": LONG_STEPS}),
+    # b under the same student, hints and schedule: the reference for v35's RMSE target
+    *seeded("v36", "v36 v31 + feature hints, 4000 steps", "real",
+            {**PLAIN_KD, **FROM_TEACHER, "w_feature": W_FEATURE, "steps": LONG_STEPS}),
 ]
 
 
