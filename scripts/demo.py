@@ -15,7 +15,7 @@
 
     python scripts/demo.py [--out out/demo] [--steps 900] [--teacher YOUR.ckpt]
 
-About 13 minutes on 2 CPU cores with native bf16, 19 on a slow day (with setup; README). Every step is a `simgen` or `distill` command, printed as a user
+About 10.5 minutes on 2 CPU cores with native bf16, 19 on a slow day (with setup; README). Every step is a `simgen` or `distill` command, printed as a user
 would type it; rerunning the demo skips what is finished (each command checks its own outputs).
 """
 
