@@ -15,11 +15,13 @@ pip-installs its dependencies; outside it only allows the CLI. We take a third w
 from __future__ import annotations
 
 import atexit
+import contextlib
 import os
 import shutil
 import sys
 import tempfile
 import types
+from collections.abc import Iterator
 
 _BPROC: types.SimpleNamespace | None = None
 
@@ -42,6 +44,22 @@ def check_render_environment() -> None:
                 f"(or bash scripts/setup.sh), which pins {package}")
 
 
+@contextlib.contextmanager
+def _blender_session_dir_inside(temp_dir: str) -> Iterator[None]:
+    """While bpy is first imported, TMPDIR points at temp_dir. Blender makes its session dir
+    (blender_XXXXXX) under TMPDIR at import and, as a module, leaves it behind once it has rendered:
+    inside temp_dir it goes with it at exit. TMPDIR is restored for everything else."""
+    previous = os.environ.get("TMPDIR")
+    os.environ["TMPDIR"] = temp_dir
+    try:
+        yield
+    finally:
+        if previous is None:
+            os.environ.pop("TMPDIR", None)
+        else:
+            os.environ["TMPDIR"] = previous
+
+
 def import_blenderproc() -> types.SimpleNamespace:
     """BlenderProc's API as a namespace (bproc.object, bproc.renderer, ...), initialised once per process.
 
@@ -55,11 +73,12 @@ def import_blenderproc() -> types.SimpleNamespace:
     atexit.register(shutil.rmtree, temp_dir, ignore_errors=True)
     os.environ["OUTSIDE_OF_THE_INTERNAL_BLENDER_PYTHON_ENVIRONMENT_BUT_IN_RUN_SCRIPT"] = "1"
     os.environ.pop("INSIDE_OF_THE_INTERNAL_BLENDER_PYTHON_ENVIRONMENT", None)
-    import blenderproc  # noqa: F401  (registers the package; imports nothing else in this mode)
-    from blenderproc.python.utility.SetupUtility import SetupUtility
+    with _blender_session_dir_inside(temp_dir):
+        import blenderproc  # noqa: F401  (registers the package; imports nothing else in this mode)
+        from blenderproc.python.utility.SetupUtility import SetupUtility
 
-    SetupUtility.setup_utility_paths(temp_dir)
-    import bpy
+        SetupUtility.setup_utility_paths(temp_dir)
+        import bpy
     from blenderproc.api import (camera, lighting, loader, material, math, object, renderer, types as btypes,
                                  utility, world)
     from blenderproc.python.renderer import RendererUtility

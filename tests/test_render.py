@@ -20,9 +20,9 @@ pytestmark = pytest.mark.render
 TINY = ["--resolution", "64x48", "--shard-size", "2", "--views-per-scene", "2", "--quiet"]
 
 
-def render(out, n, *extra, check=True):
+def render(out, n, *extra, check=True, env=None):
     r = subprocess.run([sys.executable, "-m", "simgen.cli", "render", "--n", str(n), "--out", str(out), *TINY, *extra],
-                       capture_output=True, text=True, timeout=600)
+                       capture_output=True, text=True, timeout=600, env=env)
     if check:
         assert r.returncode == 0, r.stderr
     return r
@@ -57,9 +57,12 @@ def test_each_family_renders_valid_samples(tmp_path, indoor, family):
             assert (s.inst[s.depth == 0] == 0).mean() > 0.9
 
 
-def test_same_config_and_seed_reproduce_the_same_data(tmp_path, indoor):
-    again = tmp_path / "again"
-    render(again, 4, "--scene", "indoor", "--seed", "5")
+def test_same_config_and_seed_reproduce_the_same_data_and_leave_no_temp_dirs(tmp_path, indoor):
+    again, temp = tmp_path / "again", tmp_path / "temp"
+    temp.mkdir()
+    render(again, 4, "--scene", "indoor", "--seed", "5", env={**os.environ, "TMPDIR": str(temp)})
+    # neither the workers' BlenderProc dirs nor Blender's own session dirs (blender_XXXXXX) stay behind
+    assert not list(temp.iterdir())
     a, b = DatasetReader(indoor), DatasetReader(again)
     for sa, sb in zip(a.iter_samples(), b.iter_samples()):
         np.testing.assert_array_equal(sa.depth, sb.depth)
