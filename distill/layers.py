@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 
 import torch
@@ -91,18 +92,25 @@ def scale_shift_invariant_error(pred: torch.Tensor, ref: torch.Tensor, mask: tor
 
 
 class FeatureTap:
-    """Keeps what a module returned in its last forward pass (for an encoder: its list of feature
-    maps), so that a loss can read the features of a pass that has already run."""
+    """Keeps what some modules returned in their last forward pass, in the order given, as one list
+    of feature maps (an encoder's list counts as its maps), so that a loss can read the features of
+    a pass that has already run."""
 
-    def __init__(self, module: torch.nn.Module):
-        self.out: list[torch.Tensor] | None = None
-        self.handle = module.register_forward_hook(self._hook)
+    def __init__(self, *modules: torch.nn.Module):
+        self._outs: list[list[torch.Tensor] | None] = [None] * len(modules)
+        self.handles = [m.register_forward_hook(functools.partial(self._hook, i)) for i, m in enumerate(modules)]
 
-    def _hook(self, module, inputs, output) -> None:
-        self.out = list(output) if isinstance(output, (list, tuple)) else [output]
+    def _hook(self, i: int, module, inputs, output) -> None:
+        self._outs[i] = list(output) if isinstance(output, (list, tuple)) else [output]
+
+    @property
+    def out(self) -> list[torch.Tensor] | None:
+        """The maps of the last forward pass; None until every tapped module has run."""
+        return None if any(o is None for o in self._outs) else [t for o in self._outs for t in o]
 
     def remove(self) -> None:
-        self.handle.remove()
+        for handle in self.handles:
+            handle.remove()
 
 
 def feature_hint_loss(student: list[torch.Tensor], teacher: list[torch.Tensor]) -> torch.Tensor:

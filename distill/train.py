@@ -26,8 +26,8 @@ from distill.data import ImageStream, Interleaved, ShardStream, readable_images
 from distill.layers import (BNStatsHook, FeatureTap, feature_hint_loss, parse_bn_layers, select_bn_layers,
                            total_variation)
 from distill.mixing import MixConfig, mix_objects
-from distill.networks import (ARCHITECTURES, build_depth_model, count_macs, count_params, inherit_weights,
-                              require_matching_features)
+from distill.networks import (ARCHITECTURES, HINT_LEVELS, build_depth_model, count_macs, count_params,
+                              hinted_modules, inherit_weights, require_matching_features)
 from distill.networks.transform import TRANSFORM_NETS, build_transform
 from distill.runtime import (PRECISIONS, autocast, contiguous_state, describe_precision, memory_format, pick_device,
                              resolve_precision, to_memory_format)
@@ -93,6 +93,9 @@ class TrainConfig:
     transform_until: int = option(0, "student step at which T stops learning: its learning rate decays to 0 there "
                                   "(cosine after warm-up) and from then on it transforms with its last weights; "
                                   "0 = T learns all run")
+    transform_share: float = option(1.0, "share of each batch the student learns on through T; the rest it learns on "
+                                    "as they came (after mixing), read by the teacher again: one more teacher pass "
+                                    "a step; 1 = every image through T (the paper's step)")
     w_bn: float = option(1.0, "weight of T's BatchNorm-statistics loss")
     bn_loss: str = option("normalized", "BN term of T: each layer normalised by its running statistics, so that "
                           "every layer counts alike, or the paper's plain sum over layers (see BNStatsHook.loss)",
@@ -115,6 +118,9 @@ class TrainConfig:
                               "the teacher's at every level, on the same images (FitNets' hints; a student whose "
                               "encoder has the teacher's channels: resnet10/18/34 under a resnet18/34 teacher of this "
                               "project); 0 = off")
+    hint_levels: str = option("encoder", "where --w-feature matches features: encoder (its five levels) or all (the "
+                              "encoder's and each of the decoder's five up-sampling blocks: the student's decoder must "
+                              "have the teacher's widths)", choices=HINT_LEVELS)
     # False: S learns on T's images and teacher depth of T's own step (one T and teacher pass less
     # per step). True: both are computed again after T's update, as in the paper's step.
     refresh_kd_target: bool = option(False, "run T and the teacher again after T's update for the student's target "
@@ -161,6 +167,9 @@ class TrainConfig:
             parse_bn_layers(self.bn_layers)
         except ValueError as e:
             raise ConfigError(str(e)) from None
+        if not 0 < self.transform_share <= 1:
+            raise ConfigError(f"--transform-share must be in (0, 1], got {self.transform_share} (for no T at all: "
+                              "--transform off)")
         if self.transform_net not in TRANSFORM_NETS:
             raise ConfigError(f"transform_net {self.transform_net!r}: choose one of {', '.join(TRANSFORM_NETS)}")
         if self.w_tv < 0:
@@ -169,6 +178,11 @@ class TrainConfig:
             raise ConfigError(f"--w-render-depth must be 0 or more, got {self.w_render_depth}")
         if self.w_feature < 0:
             raise ConfigError(f"--w-feature must be 0 or more, got {self.w_feature}")
+        if self.hint_levels not in HINT_LEVELS:
+            raise ConfigError(f"hint_levels {self.hint_levels!r}: choose one of {', '.join(HINT_LEVELS)}")
+        if self.hint_levels != "encoder" and self.w_feature == 0:
+            raise ConfigError(f"--hint-levels {self.hint_levels} says where feature hints apply; give them a weight "
+                              "with --w-feature W")
         if self.w_render_depth > 0 and (not self.shards or self.transform == "off"):
             raise ConfigError("--w-render-depth is a term of T's loss on renders: it needs --shards and T "
                               "(--transform on or auto)")
@@ -240,8 +254,9 @@ class Distiller:
             inherit_weights(self.student, self.teacher.model)
         self.feature_taps: tuple[FeatureTap, FeatureTap] | None = None
         if cfg.w_feature > 0:
-            require_matching_features(self.student, self.teacher.model)
-            self.feature_taps = (FeatureTap(self.student.encoder), FeatureTap(self.teacher.model.encoder))
+            require_matching_features(self.student, self.teacher.model, decoder=cfg.hint_levels == "all")
+            self.feature_taps = (FeatureTap(*hinted_modules(self.student, cfg.hint_levels)),
+                                 FeatureTap(*hinted_modules(self.teacher.model, cfg.hint_levels)))
         bn_layers, self.plain_kd_reason = self._bn_layers()
         self.transform = (to_memory_format(build_transform(cfg.transform_net).to(self.device), cfg.channels_last)
                           if cfg.transform == "on" or (cfg.transform == "auto" and not self.plain_kd_reason) else None)
@@ -280,13 +295,15 @@ class Distiller:
     def describe_method(self) -> str:
         parts = ["KD (" + ("scale-and-shift-invariant, " if self.teacher.relative else "") +
                  f"teacher output: {self.spec.output})"]
-        parts += [f"encoder feature hints x{self.cfg.w_feature:g}"] if self.feature_taps else []
+        where = "encoder and decoder" if self.cfg.hint_levels == "all" else "encoder"
+        parts += [f"{where} feature hints x{self.cfg.w_feature:g}"] if self.feature_taps else []
         parts += ["object-wise mixing"] if self.cfg.mixing else []
         if self.transform is not None:
             cfg = self.cfg
             terms = [cfg.transform_net, f"{len(self.bn_hooks)} BN layers hooked"]
             terms += [f"{name} x{w:g}" for name, w in (("TV prior", cfg.w_tv), ("render depth", cfg.w_render_depth),
                                                        ("disagreement", cfg.w_adv)) if w > 0]
+            terms += [f"student sees {cfg.transform_share:g} of each batch through T"] if cfg.transform_share < 1 else []
             parts.append(f"transformation network ({', '.join(terms)})")
         elif self.plain_kd_reason:
             parts.append(f"no transformation network (--transform auto: {self.plain_kd_reason})")
@@ -356,6 +373,14 @@ class Distiller:
             return self._apply_transform(rgb), None
         return x_t.detach().float(), None if t_depth is None else t_depth.detach()
 
+    def _share_through_transform(self, transformed: torch.Tensor, raw: torch.Tensor) -> torch.Tensor:
+        """The student's images: the first --transform-share of the batch as T made them, the rest raw
+        (the batch is shuffled, so which images go through T is random)."""
+        if self.cfg.transform_share == 1:
+            return transformed
+        n = round(self.cfg.transform_share * len(raw))
+        return torch.cat([transformed[:n], raw[n:].float()]).contiguous(memory_format=self.memory_format)
+
     def train_step(self, batch: dict[str, torch.Tensor]) -> dict[str, float]:
         cfg = self.cfg
         rgb = batch["rgb"].to(self.device, non_blocking=True)
@@ -372,9 +397,12 @@ class Distiller:
         rgb = rgb.contiguous(memory_format=self.memory_format)
         t_depth = None
         if self.transform is not None and self.transform_learns():
-            rgb, t_depth = self._transform_step(rgb, depth, logs)
+            rgb_t, t_depth = self._transform_step(rgb, depth, logs)
         elif self.transform is not None:  # --transform-until passed: T keeps its last weights
-            rgb = self._apply_transform(rgb)
+            rgb_t = self._apply_transform(rgb)
+        if self.transform is not None:
+            rgb = self._share_through_transform(rgb_t, rgb)
+            t_depth = t_depth if cfg.transform_share == 1 else None  # the teacher reads the new batch below
         # --- S step: KD on the (transformed) images
         self.student.train()
         if t_depth is None:

@@ -225,6 +225,24 @@ VARIANTS = [
     # b under the same student, hints and schedule: the reference for v35's RMSE target
     *seeded("v36", "v36 v31 + feature hints, 4000 steps", "real",
             {**PLAIN_KD, **FROM_TEACHER, "w_feature": W_FEATURE, "steps": LONG_STEPS}),
+    # levers on v35 (f, from the teacher, hints, 4000 steps): hints weighted 3x; mixing alone (d);
+    # T's constrained photometric design
+    *seeded("v37", "v37 v35, hints weighted 3x", "sims",
+            {**METHOD, **FROM_TEACHER, "w_feature": 3 * W_FEATURE, "steps": LONG_STEPS}),
+    *seeded("v38", "v38 d from the teacher + hints, 4000 steps", "sims",
+            {"mixing": True, "transform": "off", **FROM_TEACHER, "w_feature": W_FEATURE, "steps": LONG_STEPS}),
+    *seeded("v39", "v39 v35, photometric T", "sims",
+            {**METHOD, **FROM_TEACHER, "w_feature": W_FEATURE, "steps": LONG_STEPS, "transform_net": "photometric"}),
+    # hints on the decoder's up-sampling blocks too (--hint-levels all)
+    *seeded("v40", "v40 v35, hints on the decoder too", "sims",
+            {**METHOD, **FROM_TEACHER, "w_feature": W_FEATURE, "hint_levels": "all", "steps": LONG_STEPS}),
+    # the student learns on half of each batch through T, the other half as mixed (--transform-share 0.5):
+    # in v35 T helps 7scenes_redkitchen and costs rs_d435_tronphan and tum_fr3 against v34/v38 (seed 0, test)
+    *seeded("v42", "v42 v35, half of each batch through T", "sims",
+            {**METHOD, **FROM_TEACHER, "w_feature": W_FEATURE, "transform_share": 0.5, "steps": LONG_STEPS}),
+    # g's question for this student: v35 on a sixth of the sims (100 distinct images)
+    *seeded("v41", "v41 v35 on 1/6 of the sims (g)", "sims-sixth",
+            {**METHOD, **FROM_TEACHER, "w_feature": W_FEATURE, "steps": LONG_STEPS}),
 ]
 
 

@@ -146,3 +146,12 @@ def test_feature_tap_keeps_the_last_forward_output():
     tap.remove()
     conv(2 * x)
     assert torch.equal(tap.out[0], y)
+
+
+def test_feature_tap_lists_the_maps_of_several_modules_in_their_order():
+    first, second = torch.nn.Conv2d(3, 2, 1), torch.nn.Conv2d(2, 4, 1)
+    tap = FeatureTap(second, first)  # the order given, not the order they run in
+    a = first(torch.rand(1, 3, 4, 4))
+    assert tap.out is None  # not every tapped module has run yet
+    b = second(a)
+    assert [t.shape[1] for t in tap.out] == [4, 2] and torch.equal(tap.out[0], b) and torch.equal(tap.out[1], a)

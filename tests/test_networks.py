@@ -3,7 +3,9 @@ import re
 import pytest
 import torch
 
-from distill.networks import build_depth_model, count_macs, count_params, inherit_weights, require_matching_features
+from distill.networks import (build_depth_model, count_macs, count_params, hinted_modules, inherit_weights,
+                              require_matching_features)
+from distill.networks.decoder import DepthDecoder
 from distill.networks.mobilenetv2 import MobileNetV2Encoder
 from distill.networks.resnet import ResNetEncoder
 from distill.networks.transform import PhotometricTransform, TransformNet, build_transform
@@ -138,3 +140,15 @@ def test_feature_hints_need_encoders_with_the_teachers_channels():
         require_matching_features(build_depth_model("mobilenetv2"), build_depth_model("resnet18"))
     with pytest.raises(ConfigError, match="depth model of this project"):
         require_matching_features(build_depth_model("resnet10"), torch.nn.Conv2d(3, 1, 3))
+
+
+def test_decoder_hints_need_the_teachers_decoder_widths_and_tap_encoder_then_blocks():
+    student, teacher = build_depth_model("resnet10"), build_depth_model("resnet18")
+    require_matching_features(student, teacher, decoder=True)  # the same decoder: fine
+    assert hinted_modules(student, "encoder") == (student.encoder,)
+    assert hinted_modules(student, "all") == (student.encoder, *student.decoder.blocks)
+    student.decoder = DepthDecoder(student.encoder.channels, width=(128, 64, 32, 16, 8))
+    require_matching_features(student, teacher)  # encoder hints only: the decoder does not matter
+    with pytest.raises(ConfigError, match=re.escape("decoder blocks output [128, 64, 32, 16, 8] channels, the "
+                                                    "teacher's [256, 128, 64, 32, 16]")):
+        require_matching_features(student, teacher, decoder=True)

@@ -506,3 +506,52 @@ def test_feature_hints_compare_features_of_the_images_the_student_learned_on(tmp
         train_config(synthetic_shards, teacher_file, tmp_path / "bad", w_feature=-1.0)
     with pytest.raises(ConfigError, match="--w-feature: the student's encoder features"):
         Distiller(train_config(synthetic_shards, teacher_file, tmp_path / "bad", w_feature=1.0))  # mobilenetv2
+
+
+def test_hints_at_all_levels_also_match_the_decoder_blocks(tmp_path, synthetic_shards, teacher_file, train_config):
+    """--hint-levels all: the term compares the encoder's five maps and the decoder's five blocks, and its
+    steps bring the student's decoder features closer to the teacher's than encoder hints alone do."""
+    cfg = train_config(synthetic_shards, teacher_file, tmp_path / "run", student="resnet10", init_student="teacher",
+                       w_feature=10.0, hint_levels="all", mixing=False, transform="off", precision="fp32",
+                       batch_size=4, lr=3e-3, warmup=1)
+    d = Distiller(cfg)
+    assert "encoder and decoder feature hints x10" in d.describe_method()
+    batch = next(iter(make_loader(replace(cfg, workers=0), d.hw)))
+    d.train_step(batch)
+    assert len(d.feature_taps[0].out) == len(d.feature_taps[1].out) == 10
+
+    def decoder_gap_after_steps(levels: str) -> float:
+        d = Distiller(replace(cfg, hint_levels=levels, out=str(tmp_path / f"run-{levels}")))
+        for _ in range(4):
+            d.train_step(batch)
+        taps = FeatureTap(*d.student.decoder.blocks), FeatureTap(*d.teacher.model.decoder.blocks)
+        d.student.eval()
+        with torch.no_grad():
+            d.student(batch["rgb"]), d.teacher.target(batch["rgb"])
+        return float(feature_hint_loss(taps[0].out, taps[1].out))
+
+    assert decoder_gap_after_steps("all") < 0.8 * decoder_gap_after_steps("encoder")
+    with pytest.raises(ConfigError, match="give them a weight with --w-feature"):
+        train_config(synthetic_shards, teacher_file, tmp_path / "bad", hint_levels="all")
+
+
+def test_transform_share_sends_only_that_part_of_the_batch_through_t(tmp_path, synthetic_shards, teacher_file,
+                                                                    train_config):
+    """--transform-share 0.5: the student learns on T's images for the first half of the batch and on the
+    images as they came for the rest, against the teacher's depth on exactly those images."""
+    cfg = train_config(synthetic_shards, teacher_file, tmp_path / "run", mixing=False, transform="on",
+                       transform_share=0.5, precision="fp32", batch_size=4, channels_last=False)
+    d = Distiller(cfg)
+    assert "student sees 0.5 of each batch through T" in d.describe_method()
+    batch = next(iter(make_loader(replace(cfg, workers=0), d.hw)))
+    d.transform_fwd = lambda x: (1 - x) + 0 * d.transform(x)  # a T whose change is plain to see
+    seen = {}
+    d.student.register_forward_hook(lambda m, inputs, out: seen.update(student=inputs[0].detach().clone()))
+    d.teacher.model.register_forward_hook(lambda m, inputs, out: seen.update(teacher=inputs[0].detach().clone()))
+    d.train_step(batch)
+    rgb = batch["rgb"].float()
+    assert torch.allclose(seen["student"], torch.cat([1 - rgb[:2], rgb[2:]]), atol=1e-6)
+    assert torch.equal(seen["teacher"], seen["student"])  # the KD target is the teacher's depth on those images
+    for bad in (0.0, 1.5):
+        with pytest.raises(ConfigError, match="--transform-share must be in"):
+            train_config(synthetic_shards, teacher_file, tmp_path / "bad", transform_share=bad)
