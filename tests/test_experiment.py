@@ -154,6 +154,16 @@ def test_frozen_t_tries_differ_from_f_only_in_t_schedule_and_steps():
             assert a.overrides["steps"] == exp.PROFILES[profile].steps == 4 * a.overrides["transform_until"]
 
 
+def test_more_sims_tries_differ_from_their_rows_only_in_images():
+    """v43/v44: v42 (f) and v34 (c) on three times the distinct sims; v45: v34 on as many other sims."""
+    rows = {r.id: r for r in exp.ROWS + exp.VARIANTS}
+    for tried, base, images in (("v43", "v42", "sims-x3"), ("v44", "v34", "sims-x3"), ("v45", "v34", "sims-other")):
+        for suffix in ("", "-s1", "-s2"):
+            a, b = rows[tried + suffix], rows[base + suffix]
+            assert (a.images, b.images) == (images, "sims")
+            assert a.overrides == b.overrides
+
+
 def test_every_row_makes_a_valid_train_config():
     """A row whose overrides the trainer refuses would fail only when its turn comes in a long run."""
     from dataclasses import replace
