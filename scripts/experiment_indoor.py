@@ -373,7 +373,8 @@ def prepare_images(p: Profile, out: Path, data: Path, needed: set[str], show: bo
     if needed & {"sims-x3", "sims-other"}:
         render(out / "sims-more", cfg, seed=1, n=p.n_sim * MORE_SIMS_FACTOR, workers=2, show_progress=show)
         images["sims-x3"] = [sims, out / "sims-more"]
-        images["sims-other"] = [first_samples(out / "sims-more", out / "sims-more-first", p.n_sim)]
+        if "sims-other" in needed:
+            images["sims-other"] = [first_samples(out / "sims-more", out / "sims-more-first", p.n_sim)]
     return images
 
 
