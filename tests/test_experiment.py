@@ -155,13 +155,30 @@ def test_frozen_t_tries_differ_from_f_only_in_t_schedule_and_steps():
 
 
 def test_more_sims_tries_differ_from_their_rows_only_in_images():
-    """v43/v44: v42 (f) and v34 (c) on three times the distinct sims; v45: v34 on as many other sims."""
+    """v43/v44: v42 (f) and v34 (c) on three times the distinct sims; v45: v34 on as many other sims;
+    v46/v47: v35 (f) and v34 (c) on sims of the train scenes' room types."""
     rows = {r.id: r for r in exp.ROWS + exp.VARIANTS}
-    for tried, base, images in (("v43", "v42", "sims-x3"), ("v44", "v34", "sims-x3"), ("v45", "v34", "sims-other")):
+    for tried, base, images in (("v43", "v42", "sims-x3"), ("v44", "v34", "sims-x3"), ("v45", "v34", "sims-other"),
+                                ("v46", "v35", "sims-rooms"), ("v47", "v34", "sims-rooms")):
         for suffix in ("", "-s1", "-s2"):
             a, b = rows[tried + suffix], rows[base + suffix]
             assert (a.images, b.images) == (images, "sims")
             assert a.overrides == b.overrides
+
+
+def test_room_sims_are_rendered_from_the_target_rooms_only(monkeypatch, tmp_path):
+    """sims-rooms: as many renders as `sims`, of TARGET_ROOMS only; `sims` keeps the default room mix,
+    and image sets no row asks for are not rendered."""
+    calls = {}
+    monkeypatch.setattr(exp, "render", lambda out, cfg, seed, n, **kw: calls.setdefault(out.name, (cfg.rooms, seed, n)))
+    monkeypatch.setattr(exp, "patch_shuffled", lambda src, out: out)
+    monkeypatch.setattr(exp, "real_train_list", lambda data, out: out)
+    p = exp.PROFILES["smoke"]
+    images = exp.prepare_images(p, tmp_path, tmp_path, {"sims", "sims-rooms"}, show=False)
+    assert images["sims-rooms"] == [tmp_path / "sims-rooms"]
+    assert calls["sims-rooms"] == (list(exp.TARGET_ROOMS), 0, p.n_sim)
+    assert calls["sims"] == ([], 0, p.n_sim)
+    assert "sims-more" not in calls and "sims-tabletop" not in calls
 
 
 def test_every_row_makes_a_valid_train_config():
