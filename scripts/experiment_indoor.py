@@ -124,6 +124,10 @@ FROM_TEACHER = {"student": "resnet10", "init_student": "teacher"}
 # tries v32, v33: weight of the feature hints, chosen on the demo's validation rooms (simulated, seed 3000;
 # docs/distill.md), not on this data
 W_FEATURE = 10.0
+# plain KD (v34 on sims, v36 on real images) and the method (v35) from the teacher with hints at 4000
+# steps: the base of the tries after them
+HINTED_KD = {**PLAIN_KD, **FROM_TEACHER, "w_feature": W_FEATURE, "steps": LONG_STEPS}
+HINTED_METHOD = {**METHOD, **FROM_TEACHER, "w_feature": W_FEATURE, "steps": LONG_STEPS}
 SEEDS = (0, 1, 2)  # training seeds of the rows the targets compare (b, c, f): mean and spread
 # Images "sims-closeup" (tries v10, v11): this share of the sims replaced by table-top close-ups. The
 # sim students' worst test scene is a desk seen from 0.3-1 m (docs/results.md), which the default
@@ -228,12 +232,12 @@ VARIANTS = [
     *seeded("v33", "v33 v30 + feature hints", "sims", {**METHOD, **FROM_TEACHER, "w_feature": W_FEATURE}),
     # the same at four times the steps: where they end, not how fast they learn
     *seeded("v34", "v34 v32, 4000 steps", "sims",
-            {**PLAIN_KD, **FROM_TEACHER, "w_feature": W_FEATURE, "steps": LONG_STEPS}),
+            HINTED_KD),
     *seeded("v35", "v35 v33, 4000 steps", "sims",
-            {**METHOD, **FROM_TEACHER, "w_feature": W_FEATURE, "steps": LONG_STEPS}),
+            HINTED_METHOD),
     # b under the same student, hints and schedule: the reference for v35's RMSE target
     *seeded("v36", "v36 v31 + feature hints, 4000 steps", "real",
-            {**PLAIN_KD, **FROM_TEACHER, "w_feature": W_FEATURE, "steps": LONG_STEPS}),
+            HINTED_KD),
     # levers on v35 (f, from the teacher, hints, 4000 steps): hints weighted 3x; mixing alone (d);
     # T's constrained photometric design
     *seeded("v37", "v37 v35, hints weighted 3x", "sims",
@@ -254,18 +258,18 @@ VARIANTS = [
     *seeded("v43", "v43 v42 on 3x the sims", "sims-x3",
             {**METHOD, **FROM_TEACHER, "w_feature": W_FEATURE, "transform_share": 0.5, "steps": LONG_STEPS}),
     *seeded("v44", "v44 v34 on 3x the sims", "sims-x3",
-            {**PLAIN_KD, **FROM_TEACHER, "w_feature": W_FEATURE, "steps": LONG_STEPS}),
+            HINTED_KD),
     # the control for v43/v44: as many sims as `sims`, other renders (the first of the dataset seed 1 ones)
     *seeded("v45", "v45 v34 on 600 other sims", "sims-other",
-            {**PLAIN_KD, **FROM_TEACHER, "w_feature": W_FEATURE, "steps": LONG_STEPS}),
+            HINTED_KD),
     # room types nearer the test scenes (TARGET_ROOMS): f (v35) and c (v34) with hints on 600 such sims
     *seeded("v46", "v46 v35 on sims of the train scenes' room types", "sims-rooms",
-            {**METHOD, **FROM_TEACHER, "w_feature": W_FEATURE, "steps": LONG_STEPS}),
+            HINTED_METHOD),
     *seeded("v47", "v47 v34 on sims of the train scenes' room types", "sims-rooms",
-            {**PLAIN_KD, **FROM_TEACHER, "w_feature": W_FEATURE, "steps": LONG_STEPS}),
+            HINTED_KD),
     # g's question for this student: v35 on a sixth of the sims (100 distinct images)
     *seeded("v41", "v41 v35 on 1/6 of the sims (g)", "sims-sixth",
-            {**METHOD, **FROM_TEACHER, "w_feature": W_FEATURE, "steps": LONG_STEPS}),
+            HINTED_METHOD),
 ]
 
 
