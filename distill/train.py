@@ -48,6 +48,7 @@ RESUMABLE_KEYS = {"steps", "resume", "log_every", "ckpt_every", "workers", "devi
 # how a run was executed, not what it computes: a finished run counts as the same run across these
 RUN_KEYS = (RESUMABLE_KEYS - {"steps"}) | {"out"}
 INIT_STUDENT = ("random", "teacher")  # where the student's weights start (--init-student)
+STUDENT_BN = ("batch", "teacher")  # what the student's BatchNorm layers normalise with (--student-bn)
 
 
 @dataclass
@@ -69,6 +70,12 @@ class TrainConfig:
                                "each tensor from the teacher's of the same name and shape (a resnet10 student "
                                "from a resnet18/34 teacher of this project: its stem, the first block of each stage "
                                "and its decoder; distill/networks/inherit.py)", choices=INIT_STUDENT)
+    student_bn: str = option("batch", "what the student's BatchNorm layers normalise with while it learns: batch "
+                             "(each batch's statistics; the running statistics follow the training images: sims, "
+                             "for a data-free student) or teacher (the running statistics it started with, kept: "
+                             "with --init-student teacher those are the teacher's, from its real training images, "
+                             "so the student normalises every image as the teacher does; the layers' scales and "
+                             "shifts still learn)", choices=STUDENT_BN)
     min_depth: float = option(0.1, "smallest depth the student outputs (m)")
     max_depth: float = option(10.0, "largest depth the student outputs (m)")
     steps: int = option(2000, "student updates")
@@ -196,6 +203,11 @@ class TrainConfig:
         if self.init_student == "teacher" and (self.student_imagenet or self.init_output):
             raise ConfigError("--init-student teacher sets every weight of the student from the teacher; leave out "
                               + ("--student-imagenet" if self.student_imagenet else "--init-output"))
+        if self.student_bn not in STUDENT_BN:
+            raise ConfigError(f"--student-bn {self.student_bn!r}: choose one of {', '.join(STUDENT_BN)}")
+        if self.student_bn == "teacher" and self.init_student != "teacher":
+            raise ConfigError("--student-bn teacher keeps the BatchNorm statistics the student starts with; only "
+                              "--init-student teacher starts it with the teacher's (a random student's are 0 and 1)")
         if not 0 < self.min_depth < self.max_depth:
             raise ConfigError(f"need 0 < --min-depth < --max-depth, got {self.min_depth} and {self.max_depth}")
 
@@ -297,6 +309,7 @@ class Distiller:
                  f"teacher output: {self.spec.output})"]
         where = "encoder and decoder" if self.cfg.hint_levels == "all" else "encoder"
         parts += [f"{where} feature hints x{self.cfg.w_feature:g}"] if self.feature_taps else []
+        parts += ["student BN on the teacher's running statistics"] if self.cfg.student_bn == "teacher" else []
         parts += ["object-wise mixing"] if self.cfg.mixing else []
         if self.transform is not None:
             cfg = self.cfg
@@ -342,7 +355,7 @@ class Distiller:
                 if cfg.w_adv > 0:
                     self.student.eval()
                     s_depth = self.student_fwd(x_t)
-                    self.student.train()
+                    self._student_learns()
             # every loss in fp32: the hooks' moments are fp32, the networks' outputs are cast
             content = F.l1_loss(x_t.float(), rgb.float())
             loss_t = cfg.w_content * content
@@ -404,7 +417,7 @@ class Distiller:
             rgb = self._share_through_transform(rgb_t, rgb)
             t_depth = t_depth if cfg.transform_share == 1 else None  # the teacher reads the new batch below
         # --- S step: KD on the (transformed) images
-        self.student.train()
+        self._student_learns()
         if t_depth is None:
             with torch.no_grad(), self._ctx():
                 t_depth = self.teacher.target(rgb)
@@ -427,6 +440,15 @@ class Distiller:
         self.last_images = {"input": batch["rgb"][:4], "transformed": rgb[:4].detach().cpu(),
                       "teacher": t_depth[:4].detach().cpu(), "student": s_depth[:4].detach().float().cpu()}
         return logs
+
+    def _student_learns(self) -> None:
+        """The student in training mode; with --student-bn teacher its BatchNorm layers stay in eval mode:
+        they normalise with the running statistics inherited from the teacher and never update them."""
+        self.student.train()
+        if self.cfg.student_bn == "teacher":
+            for m in self.student.modules():
+                if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
+                    m.eval()
 
     def _start_at_teacher_depth(self, t_depth: torch.Tensor) -> None:
         """--init-output: the untrained student starts at the teacher's median depth (the same on

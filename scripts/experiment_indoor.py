@@ -128,6 +128,7 @@ W_FEATURE = 10.0
 # steps: the base of the tries after them
 HINTED_KD = {**PLAIN_KD, **FROM_TEACHER, "w_feature": W_FEATURE, "steps": LONG_STEPS}
 HINTED_METHOD = {**METHOD, **FROM_TEACHER, "w_feature": W_FEATURE, "steps": LONG_STEPS}
+TEACHER_BN = {"student_bn": "teacher"}
 SEEDS = (0, 1, 2)  # training seeds of the rows the targets compare (b, c, f): mean and spread
 # Images "sims-closeup" (tries v10, v11): this share of the sims replaced by table-top close-ups. The
 # sim students' worst test scene is a desk seen from 0.3-1 m (docs/results.md), which the default
@@ -267,6 +268,16 @@ VARIANTS = [
             HINTED_METHOD),
     *seeded("v47", "v47 v34 on sims of the train scenes' room types", "sims-rooms",
             HINTED_KD),
+    # the student's BatchNorm layers keep the teacher's running statistics (--student-bn teacher): trained
+    # on sims with batch statistics, a student normalises real images with sim statistics (v47's stem: its
+    # running means differ from the teacher's by 1.5 times their mean size), the teacher with real ones.
+    # v48: the quick probe (c at 1000 steps, v32); v49/v50: f and c at 4000 (v35, v34)
+    *seeded("v48", "v48 v32, BN on the teacher's statistics", "sims", {**PLAIN_KD, **FROM_TEACHER,
+                                                                      "w_feature": W_FEATURE, **TEACHER_BN}),
+    *seeded("v49", "v49 v35, BN on the teacher's statistics", "sims", {**HINTED_METHOD, **TEACHER_BN}),
+    *seeded("v50", "v50 v34, BN on the teacher's statistics", "sims", {**HINTED_KD, **TEACHER_BN}),
+    # and b (v36) in the same form: whether the reference moves too
+    *seeded("v51", "v51 v36, BN on the teacher's statistics", "real", {**HINTED_KD, **TEACHER_BN}),
     # g's question for this student: v35 on a sixth of the sims (100 distinct images)
     *seeded("v41", "v41 v35 on 1/6 of the sims (g)", "sims-sixth",
             HINTED_METHOD),

@@ -166,6 +166,16 @@ def test_more_sims_tries_differ_from_their_rows_only_in_images():
             assert a.overrides == b.overrides
 
 
+def test_teacher_bn_tries_differ_from_their_rows_only_in_the_students_bn():
+    """v48-v51: v32 (c, 1000 steps), v35 (f), v34 (c) and v36 (b) with --student-bn teacher, on the same images."""
+    rows = {r.id: r for r in exp.ROWS + exp.VARIANTS}
+    for tried, base in (("v48", "v32"), ("v49", "v35"), ("v50", "v34"), ("v51", "v36")):
+        for suffix in ("", "-s1", "-s2"):
+            a, b = rows[tried + suffix], rows[base + suffix]
+            assert a.images == b.images == ("real" if base == "v36" else "sims")
+            assert a.overrides == {**b.overrides, "student_bn": "teacher"} and "student_bn" not in b.overrides
+
+
 def test_room_sims_are_rendered_from_the_target_rooms_only(monkeypatch, tmp_path):
     """sims-rooms: as many renders as `sims`, of TARGET_ROOMS only; `sims` keeps the default room mix,
     and image sets no row asks for are not rendered."""

@@ -465,6 +465,39 @@ def test_init_student_teacher_refuses_what_it_cannot_copy(tmp_path, synthetic_sh
         Distiller(train_config(synthetic_shards, teacher_file, tmp_path / "run", **{**base, **change}))
 
 
+def test_student_bn_teacher_keeps_the_teachers_statistics_while_the_student_learns(tmp_path, synthetic_shards,
+                                                                                    teacher_file, train_config):
+    """--student-bn teacher: after steps on sims the student's BN running statistics are still the teacher's
+    (with the default, batch, they move toward the sims'), its BN scales and convolutions still learn, and
+    the student it saves predicts with those statistics."""
+    cfg = train_config(synthetic_shards, teacher_file, tmp_path / "run", student="resnet10", init_student="teacher",
+                       student_bn="teacher", mixing=False, transform="off", precision="fp32", batch_size=4,
+                       lr=3e-3, warmup=1)
+    batch = next(iter(make_loader(replace(cfg, workers=0), Distiller(cfg).hw)))
+
+    def after_steps(student_bn: str) -> tuple[Distiller, dict[str, torch.Tensor]]:
+        d = Distiller(replace(cfg, student_bn=student_bn, out=str(tmp_path / f"run-{student_bn}")))
+        start = {k: v.clone() for k, v in d.student.state_dict().items()}
+        for _ in range(3):
+            d.train_step(batch)
+        assert d.student.training  # the modules around the BN layers learn in training mode
+        return d, start
+
+    d, start = after_steps("teacher")
+    assert "student BN on the teacher's running statistics" in d.describe_method()
+    now = d.student.state_dict()
+    stats = [k for k in now if k.endswith(("running_mean", "running_var"))]
+    assert stats and all(torch.equal(now[k], start[k]) for k in stats)
+    assert not torch.equal(now["encoder.bn1.weight"], start["encoder.bn1.weight"])
+    assert not torch.equal(now["encoder.conv1.weight"], start["encoder.conv1.weight"])
+    moved, start = after_steps("batch")
+    assert not torch.equal(moved.student.state_dict()["encoder.bn1.running_mean"], start["encoder.bn1.running_mean"])
+    with pytest.raises(ConfigError, match="only --init-student teacher starts it with the teacher's"):
+        train_config(synthetic_shards, teacher_file, tmp_path / "bad", student_bn="teacher")
+    with pytest.raises(ConfigError, match="choose one of batch, teacher"):
+        train_config(synthetic_shards, teacher_file, tmp_path / "bad", student_bn="frozen")
+
+
 def _hint_gap(d: Distiller, images: torch.Tensor) -> float:
     """The feature hint loss between the student and the teacher on `images`, both in eval mode."""
     taps = FeatureTap(d.student.encoder), FeatureTap(d.teacher.model.encoder)
