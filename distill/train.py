@@ -48,7 +48,7 @@ RESUMABLE_KEYS = {"steps", "resume", "log_every", "ckpt_every", "workers", "devi
 # how a run was executed, not what it computes: a finished run counts as the same run across these
 RUN_KEYS = (RESUMABLE_KEYS - {"steps"}) | {"out"}
 INIT_STUDENT = ("random", "teacher")  # where the student's weights start (--init-student)
-STUDENT_BN = ("batch", "teacher")  # what the student's BatchNorm layers normalise with (--student-bn)
+STUDENT_BN = ("batch", "teacher", "encoder")  # what the student's BatchNorm layers normalise with (--student-bn)
 
 
 @dataclass
@@ -75,7 +75,8 @@ class TrainConfig:
                              "for a data-free student) or teacher (the running statistics it started with, kept: "
                              "with --init-student teacher those are the teacher's, from its real training images, "
                              "so the student normalises every image as the teacher does; the layers' scales and "
-                             "shifts still learn)", choices=STUDENT_BN)
+                             "shifts still learn), or encoder (the teacher's in the encoder only; the decoder's "
+                             "layers follow the batch)", choices=STUDENT_BN)
     min_depth: float = option(0.1, "smallest depth the student outputs (m)")
     max_depth: float = option(10.0, "largest depth the student outputs (m)")
     steps: int = option(2000, "student updates")
@@ -205,9 +206,10 @@ class TrainConfig:
                               + ("--student-imagenet" if self.student_imagenet else "--init-output"))
         if self.student_bn not in STUDENT_BN:
             raise ConfigError(f"--student-bn {self.student_bn!r}: choose one of {', '.join(STUDENT_BN)}")
-        if self.student_bn == "teacher" and self.init_student != "teacher":
-            raise ConfigError("--student-bn teacher keeps the BatchNorm statistics the student starts with; only "
-                              "--init-student teacher starts it with the teacher's (a random student's are 0 and 1)")
+        if self.student_bn != "batch" and self.init_student != "teacher":
+            raise ConfigError(f"--student-bn {self.student_bn} keeps the BatchNorm statistics the student starts "
+                              "with; only --init-student teacher starts it with the teacher's (a random student's are "
+                              "0 and 1)")
         if not 0 < self.min_depth < self.max_depth:
             raise ConfigError(f"need 0 < --min-depth < --max-depth, got {self.min_depth} and {self.max_depth}")
 
@@ -309,7 +311,8 @@ class Distiller:
                  f"teacher output: {self.spec.output})"]
         where = "encoder and decoder" if self.cfg.hint_levels == "all" else "encoder"
         parts += [f"{where} feature hints x{self.cfg.w_feature:g}"] if self.feature_taps else []
-        parts += ["student BN on the teacher's running statistics"] if self.cfg.student_bn == "teacher" else []
+        held = {"teacher": "student BN", "encoder": "student encoder BN"}.get(self.cfg.student_bn)
+        parts += [f"{held} on the teacher's running statistics"] if held else []
         parts += ["object-wise mixing"] if self.cfg.mixing else []
         if self.transform is not None:
             cfg = self.cfg
@@ -442,13 +445,14 @@ class Distiller:
         return logs
 
     def _student_learns(self) -> None:
-        """The student in training mode; with --student-bn teacher its BatchNorm layers stay in eval mode:
-        they normalise with the running statistics inherited from the teacher and never update them."""
+        """The student in training mode; with --student-bn teacher its BatchNorm layers (with encoder, the
+        encoder's only) stay in eval mode: they normalise with the running statistics inherited from the
+        teacher and never update them."""
         self.student.train()
-        if self.cfg.student_bn == "teacher":
-            for m in self.student.modules():
-                if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
-                    m.eval()
+        held = {"teacher": self.student, "encoder": self.student.encoder}.get(self.cfg.student_bn)
+        for m in held.modules() if held is not None else ():
+            if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
+                m.eval()
 
     def _start_at_teacher_depth(self, t_depth: torch.Tensor) -> None:
         """--init-output: the untrained student starts at the teacher's median depth (the same on

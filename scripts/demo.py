@@ -36,7 +36,7 @@ from distill.checkpoint import CheckpointError, load_model, save_checkpoint
 from distill.cli import main as distill_main
 from distill.compare import comparison_grid, measure_model, metrics_table
 from distill.networks import ARCHITECTURES, build_depth_model, inherit_weights, require_matching_features
-from distill.train import INIT_STUDENT
+from distill.train import INIT_STUDENT, STUDENT_BN
 from distill.standin import RENDER_ARGS, RESOLUTION, STANDIN_CKPT, TEST_SEED, verify_standin
 from simgen.cli import main as simgen_main
 from simgen.options import ConfigError
@@ -89,6 +89,9 @@ def main() -> None:
     ap.add_argument("--student", choices=ARCHITECTURES, default=STUDENT, help="the students' architecture")
     ap.add_argument("--init-student", choices=INIT_STUDENT, default=INIT, help="where the students' weights start "
                     "(distill train --init-student; teacher needs a ResNet-18/34 teacher of this project)")
+    ap.add_argument("--student-bn", choices=STUDENT_BN, default="batch", help="what the students' BatchNorm layers "
+                    "normalise with while they learn (distill train --student-bn; teacher and encoder need "
+                    "--init-student teacher)")
     ap.add_argument("--n-sim", type=int, default=768, help="simulated frames for distillation (on the validation rooms "
                     "of seed 3000, the distilled ResNet-10 at 5e-4 from the previous stand-in read AbsRel 0.206 on 768 "
                     "against 0.219 on 256; rendering 512 more takes about 2-3 minutes)")
@@ -99,11 +102,15 @@ def main() -> None:
     args = ap.parse_args()
     if args.init_output == "on" and args.init_student == "teacher":
         ap.error("--init-output on starts a random student's output at the teacher's depth; give --init-student random")
+    if args.student_bn != "batch" and args.init_student != "teacher":
+        ap.error(f"--student-bn {args.student_bn} keeps the statistics the student starts with; give --init-student "
+                 "teacher")
     out = Path(args.out)
     quiet = ["--quiet"] if args.quiet else []
     render = [*RENDER_ARGS, "--resolution", args.resolution, *quiet]
     init = ["--init-output", "on"] if args.init_output == "on" else []
     init += ["--student", args.student, "--init-student", args.init_student, "--w-feature", f"{args.w_feature:g}"]
+    init += ["--student-bn", args.student_bn] if args.student_bn != "batch" else []
     t0 = time.time()
 
     stage("1/4 the teacher, and held-out frames of its domain")

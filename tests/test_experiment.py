@@ -176,6 +176,16 @@ def test_teacher_bn_tries_differ_from_their_rows_only_in_the_students_bn():
             assert a.overrides == {**b.overrides, "student_bn": "teacher"} and "student_bn" not in b.overrides
 
 
+def test_encoder_bn_tries_differ_from_their_rows_only_in_the_students_bn():
+    """v52/v53: v35 (f) and v34 (c) with --student-bn encoder, on the same sims."""
+    rows = {r.id: r for r in exp.ROWS + exp.VARIANTS}
+    for tried, base in (("v52", "v35"), ("v53", "v34")):
+        for suffix in ("", "-s1", "-s2"):
+            a, b = rows[tried + suffix], rows[base + suffix]
+            assert a.images == b.images == "sims"
+            assert a.overrides == {**b.overrides, "student_bn": "encoder"} and "student_bn" not in b.overrides
+
+
 def test_room_sims_are_rendered_from_the_target_rooms_only(monkeypatch, tmp_path):
     """sims-rooms: as many renders as `sims`, of TARGET_ROOMS only; `sims` keeps the default room mix,
     and image sets no row asks for are not rendered."""

@@ -166,6 +166,14 @@ def test_the_demo_refuses_init_output_for_a_student_from_the_teacher(tmp_path):
     assert not (tmp_path / "demo").exists()
 
 
+def test_the_demo_refuses_teacher_bn_for_a_random_student(tmp_path):
+    r = subprocess.run([sys.executable, "scripts/demo.py", "--out", str(tmp_path / "demo"), "--init-student", "random",
+                        "--w-feature", "0", "--student-bn", "teacher"], capture_output=True, text=True, timeout=300,
+                       cwd=Path(__file__).resolve().parents[1])
+    assert r.returncode == 2 and "--student-bn teacher keeps the statistics" in r.stderr
+    assert not (tmp_path / "demo").exists()
+
+
 def test_the_demo_refuses_feature_hints_a_student_cannot_take_before_rendering(tmp_path):
     r = subprocess.run([sys.executable, "scripts/demo.py", "--out", str(tmp_path / "demo"), "--student", "mobilenetv2",
                         "--init-student", "random"], capture_output=True, text=True, timeout=300,

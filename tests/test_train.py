@@ -468,8 +468,8 @@ def test_init_student_teacher_refuses_what_it_cannot_copy(tmp_path, synthetic_sh
 def test_student_bn_teacher_keeps_the_teachers_statistics_while_the_student_learns(tmp_path, synthetic_shards,
                                                                                     teacher_file, train_config):
     """--student-bn teacher: after steps on sims the student's BN running statistics are still the teacher's
-    (with the default, batch, they move toward the sims'), its BN scales and convolutions still learn, and
-    the student it saves predicts with those statistics."""
+    (with the default, batch, they move toward the sims'; with encoder, only the decoder's move), and its
+    BN scales and convolutions still learn."""
     cfg = train_config(synthetic_shards, teacher_file, tmp_path / "run", student="resnet10", init_student="teacher",
                        student_bn="teacher", mixing=False, transform="off", precision="fp32", batch_size=4,
                        lr=3e-3, warmup=1)
@@ -490,11 +490,17 @@ def test_student_bn_teacher_keeps_the_teachers_statistics_while_the_student_lear
     assert stats and all(torch.equal(now[k], start[k]) for k in stats)
     assert not torch.equal(now["encoder.bn1.weight"], start["encoder.bn1.weight"])
     assert not torch.equal(now["encoder.conv1.weight"], start["encoder.conv1.weight"])
+    d, start = after_steps("encoder")  # the teacher's statistics in the encoder, the batch's in the decoder
+    assert "student encoder BN on the teacher's running statistics" in d.describe_method()
+    now = d.student.state_dict()
+    assert all(torch.equal(now[k], start[k]) for k in stats if k.startswith("encoder."))
+    decoder_means = [k for k in stats if k.startswith("decoder.") and k.endswith("running_mean")]
+    assert decoder_means and not any(torch.equal(now[k], start[k]) for k in decoder_means)
     moved, start = after_steps("batch")
     assert not torch.equal(moved.student.state_dict()["encoder.bn1.running_mean"], start["encoder.bn1.running_mean"])
     with pytest.raises(ConfigError, match="only --init-student teacher starts it with the teacher's"):
         train_config(synthetic_shards, teacher_file, tmp_path / "bad", student_bn="teacher")
-    with pytest.raises(ConfigError, match="choose one of batch, teacher"):
+    with pytest.raises(ConfigError, match="choose one of batch, teacher, encoder"):
         train_config(synthetic_shards, teacher_file, tmp_path / "bad", student_bn="frozen")
 
 
