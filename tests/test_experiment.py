@@ -71,6 +71,40 @@ def test_targets_at_the_long_schedule_read_the_long_rows():
     assert "v22/v21 = 1.065: met" in long and "v21 reaches its teacher" in long and "(g)" not in long
 
 
+def test_targets_at_each_end_point_read_that_forms_rows():
+    """END_POINT_IDS: the same table played by v49-v51 and v56 (teacher BN) is checked under its own
+    heading, g included; nothing is reported for the batch-BN end point, whose rows are absent."""
+    roles = exp.END_POINT_IDS["End point, teacher BN"]
+    assert roles == {"b": "v51", "c": "v50", "f": "v49", "g": "v56"}
+
+    def as_end_point(run_id):  # "f-s1" -> "v49-s1"
+        base, dash, seed = run_id.partition("-")
+        return roles[base] + dash + seed if base in roles else run_id
+
+    table, ids = _table()
+    entries = exp.result_entries(table, {label: as_end_point(rid) for label, rid in ids.items()})
+    lines = "\n".join(exp.all_target_lines(entries, "unseen"))
+    assert "End point, teacher BN (b as v51, c as v50, f as v49, g as v56):" in lines
+    assert "batch BN" not in lines and exp.target_lines(entries, "unseen") == []
+    assert "v49 against v50, abs_rel: 0.300 +- 0.010 against 0.400 +- 0.020: met" in lines
+    assert "v49/v51 = 1.065: missed" in lines  # unseen: at or below b's
+    assert "1/6 of the sims (v56) matches v50: AbsRel 0.410 against 0.400 +- 0.020: met" in lines
+    worse, better = ([{**e, "abs_rel": e["abs_rel"] + shift} if e["run"] == "v56" else e for e in entries]
+                     for shift in (0.05, -0.2))  # g 0.46 and 0.21 against c's 0.40 +- 0.02
+    assert "(v56) matches v50: AbsRel 0.460 against 0.400 +- 0.020: missed" in "\n".join(exp.all_target_lines(worse, "unseen"))
+    assert "(v56) matches v50: AbsRel 0.210 against 0.400 +- 0.020: met" in "\n".join(exp.all_target_lines(better, "unseen"))
+
+
+def test_end_point_roles_are_the_rows_they_stand_for():
+    """Each end point's b, c, f, g are rows of one form: f = c + the method, b = c on real images,
+    g = f on a sixth of the sims."""
+    rows = {r.id: r for r in exp.ROWS + exp.VARIANTS}
+    for roles in exp.END_POINT_IDS.values():
+        b, c, f, g = (rows[roles[k]] for k in "bcfg")
+        assert (b.images, c.images, f.images, g.images) == ("real", "sims", "sims", "sims-sixth")
+        assert b.overrides == c.overrides and f.overrides == g.overrides == {**c.overrides, **exp.METHOD}
+
+
 def test_rows_run_three_seeds_of_b_c_and_f():
     ids = [r.id for r in exp.ROWS]
     for key in ("b", "c", "f"):
@@ -184,6 +218,20 @@ def test_encoder_bn_tries_differ_from_their_rows_only_in_the_students_bn():
             a, b = rows[tried + suffix], rows[base + suffix]
             assert a.images == b.images == "sims"
             assert a.overrides == {**b.overrides, "student_bn": "encoder"} and "student_bn" not in b.overrides
+
+
+def test_end_point_rows_are_the_tables_rows_in_the_teacher_bn_form():
+    """v54-v57: the table's rows d, e, g and h with v49's student (from the teacher, hints, 4000 steps,
+    --student-bn teacher), on the same images as those rows; f's and c's differences from v49 and v50 are
+    the table's own (d: mixing without T, e: T without mixing)."""
+    rows = {r.id: r for r in exp.ROWS + exp.VARIANTS}
+    v49, v50 = rows["v49"].overrides, rows["v50"].overrides  # f and c in that form: the same but the method
+    assert {**v50, **exp.METHOD} == v49
+    for tried, base in (("v54", "d"), ("v55", "e"), ("v56", "g"), ("v57", "h")):
+        row, table_row = rows[tried], rows[base]
+        assert row.images == table_row.images
+        assert row.overrides == {**v50, **table_row.overrides}
+        assert row.overrides["student_bn"] == "teacher" and row.overrides["steps"] == exp.LONG_STEPS
 
 
 def test_room_sims_are_rendered_from_the_target_rooms_only(monkeypatch, tmp_path):
