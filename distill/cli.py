@@ -1,138 +1,89 @@
-"""`distill`: distill a depth teacher into a small student from simulated shards, evaluate, export.
+"""`distill`: distil a depth teacher into a small student from simulated shards, evaluate, export.
 
+\b
     distill train --shards shards/ --teacher teacher.pt --out runs/s1 [--steps 2000]
-    distill train --shards shards/ --images my_photos/ --teacher teacher.pt2 --out runs/s2
     distill train --config runs/s1/config.json --out runs/s2    (the same run again)
     distill eval --model runs/s1/student.pt --data DIR [--protocol nyu] [--align median]
     distill export --model runs/s1/student.pt --format onnx|torchscript --out student.onnx
     distill fit-teacher --data DIR --out teacher.ckpt [--arch resnet34] [--input-size 320x224]
     distill mix-preview --shards shards/ --out mixed.png
     distill teacher-check teacher.pt2 [--shards shards/]     (what train would find)
-    distill gap --teacher teacher.pt2 --shards shards/ [--real DIR] [--out gap.png]   (how far sims are)
+    distill gap --teacher teacher.pt2 --shards shards/ [--real DIR] [--out gap.png]
 
-Sizes are WIDTHxHEIGHT everywhere (as simgen's --resolution). --debug shows an error's traceback.
+Sizes are WIDTHxHEIGHT everywhere. --debug shows an error's traceback. Shell completion (bash; zsh
+and fish likewise): eval "$(_DISTILL_COMPLETE=bash_source distill)".
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from dataclasses import asdict
 from pathlib import Path
+from typing import Any, Callable
+
+import click
 
 from distill import __version__
-from simgen.options import (ConfigError, Size, add_options, auto_on_off, given, parse_size, png_path, positive_int,
-                            read_config_file, swapped_hint, typed)
+from distill.config import TrainConfig, drop_retired
+from distill.evaluate import EvalConfig
+from distill.export import EXPORT_FORMATS
+from distill.fit_teacher import FitConfig
+from distill.mixing import MixConfig
+from distill.teacher import TeacherSpec
+from simgen.options import (Choice, ConfigError, Parsed, Size, click_options, given, parse_size, png_path, positive_int,
+                            read_config_file, run_cli, show_all_options, swapped_hint)
+
+POSITIVE = Parsed(positive_int, "N")
+PNG = Parsed(png_path, "PNG")
+DEVICE_HELP = "auto, cpu, cuda or cuda:N"
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """Flags are generated from the config dataclasses (simgen/options.py): each default and its
-    help text live once, on the field."""
-    from distill.evaluate import EvalConfig
-    from distill.export import EXPORT_FORMATS
-    from distill.fit_teacher import FitConfig
-    from distill.mixing import MixConfig
-    from distill.teacher import TeacherSpec
-    from distill.train import TrainConfig
-
-    p = argparse.ArgumentParser(prog="distill", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--version", action="version", version=f"distill {__version__}")
-    sub = p.add_subparsers(dest="command", required=True)
-
-    t = sub.add_parser("train", help="distill a teacher into a student on simgen shards (and/or unlabeled images)",
-                       description="Trains on --shards (simgen datasets), --images (unlabeled images: plain KD on "
-                                   "them), or both; one of them is required unless --config gives it. Every option is a "
-                                   "field of distill.train.TrainConfig; OUT/config.json holds a run's values and "
-                                   "`--config OUT/config.json --out NEW` reproduces it.")
-    t.add_argument("--config", help="JSON config of an earlier run (OUT/config.json); flags given override it")
-    add_options(t, TrainConfig)
-    add_options(t, TeacherSpec, prefix="teacher-", required=("source",), required_note="required unless --config gives it")
-    add_options(t, MixConfig, prefix="mix-")
-    _add_common(t)
-
-    e = sub.add_parser("eval", help="AbsRel, SqRel, RMSE, RMSE log, log10, delta1-3 on RGB-D data")
-    add_options(e, EvalConfig, required=("model", "data"))
-    _add_common(e)
-
-    x = sub.add_parser("export", help="export a student to ONNX or TorchScript and check it")
-    x.add_argument("--model", required=True, help="checkpoint of this project")
-    x.add_argument("--format", choices=EXPORT_FORMATS, required=True)
-    x.add_argument("--out", required=True, help="file to write")
-    _add_common(x)
-
-    f = sub.add_parser("fit-teacher", help="supervised training of a reference teacher on RGB-D data")
-    add_options(f, FitConfig, required=("data", "out"))
-    _add_common(f)
-
-    c = sub.add_parser("teacher-check", help="load a teacher as train would: what it is and what it supports",
-                       description="Exits 2 with the reason when `distill train` would fail with this teacher.")
-    c.add_argument("teacher", help=".pt2 program, TorchScript or ONNX file, checkpoint of this project, or "
-                   "package.module:factory")
-    add_options(c, TeacherSpec, prefix="teacher-", skip=("source",))
-    c.add_argument("--shards", help="simgen dataset whose first images the teacher runs on (default: built-in rooms)")
-    c.add_argument("--count", type=positive_int, default=8, help="images (default 8)")
-    c.add_argument("--transform", type=typed(auto_on_off), nargs="?", const="on", default="auto", metavar="auto|on|off",
-                   help="as for train: on requires the transformation network (BN statistics reachable with "
-                        "gradients); auto uses it where it can (default auto)")
-    c.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default auto)")
-    _add_common(c)
-
-    m = sub.add_parser("mix-preview", help="picture of object-wise mixed samples")
-    m.add_argument("--shards", action="append", required=True, help="simgen dataset directory (repeatable)")
-    m.add_argument("--out", required=True, type=png_path, help="PNG file to write")
-    m.add_argument("--count", type=positive_int, default=8, help="samples (default 8)")
-    m.add_argument("--size", type=parse_size, default=Size(320, 224), help="WIDTHxHEIGHT of the crops (default 320x224)")
-    m.add_argument("--seed", type=int, default=0, help="seed (default 0)")
-    add_options(m, MixConfig, prefix="mix-", skip=("prob",))
-    _add_common(m)
-
-    g = sub.add_parser("gap", help="how far sims are from what the teacher knows: BN distance, depth error, image "
-                                   "statistics, a picture", description=gap_doc(),
-                       formatter_class=argparse.RawDescriptionHelpFormatter)
-    g.add_argument("--teacher", required=True, help="the teacher, as for train")
-    add_options(g, TeacherSpec, prefix="teacher-", skip=("source",))
-    g.add_argument("--shards", required=True, help="simgen dataset")
-    g.add_argument("--real", help="RGB-D folder of the teacher's domain (rgb/ + depth/, index.csv, or a simgen dataset)")
-    g.add_argument("--real-split", default="train", help="split of --real's index.csv (default train; 'all' for every row)")
-    g.add_argument("--depth-scale", type=float, default=1000.0, help="--real's depth PNG units per metre (default 1000)")
-    g.add_argument("--run", help="a distill run (directory or checkpoint) whose transformation network is measured too")
-    g.add_argument("--n", type=positive_int, default=64, help="images per set (default 64)")
-    g.add_argument("--out", type=png_path, help="PNG picture: per set, images | teacher depth | the set's depth")
-    g.add_argument("--json", help="write the report as JSON")
-    g.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default auto)")
-    _add_common(g)
-    return p
+def common(fn: Callable) -> Callable:
+    """--quiet and --debug, on every command."""
+    fn = click.option("--debug", is_flag=True, help="show the traceback of an error, not one line")(fn)
+    return click.option("--quiet", is_flag=True, help="no progress bars")(fn)
 
 
-def gap_doc() -> str:
-    from distill import gap
-
-    return gap.__doc__
-
-
-def _add_common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--quiet", action="store_true", help="no progress bars")
-    p.add_argument("--debug", action="store_true", help="show the traceback of an error, not one line")
+@click.group(help=__doc__, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 120})
+@click.version_option(__version__, prog_name="distill")
+def cli() -> None:
+    pass
 
 
-def _require(values: dict, names: tuple[str, ...], flags: dict[str, str]) -> None:
-    missing = [flags[n] for n in names if not values.get(n)]
-    if missing:
-        raise ConfigError(f"the following arguments are required: {', '.join(missing)}")
+@cli.command(help="Distil a teacher into a student on simgen shards and/or unlabeled images. Every option is a "
+                  "field of distill.config.TrainConfig; OUT/config.json holds a run's values and --config reads "
+                  "it back. Expert options (loss weights, schedule, mixing): --help-all, docs/distill.md.")
+@click.option("--config", help="JSON config of an earlier run; flags typed override it")
+@click_options(TrainConfig)
+@click_options(TeacherSpec, prefix="teacher-", required=("source",), required_note="required unless --config")
+@click_options(MixConfig, prefix="mix-")
+@click.option("--help-all", is_flag=True, expose_value=False, is_eager=True, callback=show_all_options,
+              help="this help with the expert options too")
+@common
+def train(**a: Any) -> int:
+    from distill.train import train as run_training
+
+    cfg = train_config_from_args()
+    _init_distributed()
+    summary = run_training(cfg, show_progress=not a["quiet"])
+    if summary.get("already_finished"):
+        print(f"distill: {cfg.out} already holds this finished run ({summary['steps']} steps); nothing to do")
+        return 0
+    print(f"distill: {summary['steps']} steps; student in {Path(cfg.out) / 'student.pt'}; "
+          f"data wait {100 * summary['data_wait_share']:.0f}% of step time")
+    return 0
 
 
-def train_config_from_args(a: argparse.Namespace):
+def train_config_from_args(ctx: click.Context | None = None) -> TrainConfig:
     """TrainConfig from --config FILE (if given) overridden by the flags that were typed."""
-    from distill.mixing import MixConfig
-    from distill.teacher import TeacherSpec
-    from distill.train import TrainConfig
-
-    base = read_config_file(a.config, TrainConfig) if a.config else {}
-    values = {**base, **given(a, TrainConfig)}
-    values["teacher"] = {**base.get("teacher", {}), **given(a, TeacherSpec, "teacher-")}
-    values["mix"] = {**base.get("mix", {}), **given(a, MixConfig, "mix-")}
-    if a.config and "resume" not in given(a, TrainConfig):
+    ctx = ctx or click.get_current_context()
+    path = ctx.params.get("config")
+    base = read_config_file(path, TrainConfig, clean=drop_retired) if path else {}
+    values = {**base, **given(TrainConfig, ctx=ctx)}
+    values["teacher"] = {**base.get("teacher", {}), **given(TeacherSpec, "teacher-", ctx)}
+    values["mix"] = {**base.get("mix", {}), **given(MixConfig, "mix-", ctx)}
+    if path and "resume" not in given(TrainConfig, ctx=ctx):
         values["resume"] = False  # a config file starts a new run unless --resume is typed
     if not values.get("shards") and not values.get("images"):
         raise ConfigError("the following arguments are required: --shards DIR and/or --images DIR")
@@ -140,18 +91,16 @@ def train_config_from_args(a: argparse.Namespace):
     return TrainConfig(**values)
 
 
-def _train(a: argparse.Namespace) -> int:
-    from distill.train import train
+def parse_train_config(argv: list[str]) -> TrainConfig:
+    """The TrainConfig `distill train ARGV` would run (for tests and scripts)."""
+    with cli.commands["train"].make_context("train", list(argv)) as ctx:
+        return train_config_from_args(ctx)
 
-    cfg = train_config_from_args(a)
-    _init_distributed()
-    summary = train(cfg, show_progress=not a.quiet)
-    if summary.get("already_finished"):
-        print(f"distill: {cfg.out} already holds this finished run ({summary['steps']} steps); nothing to do")
-        return 0
-    print(f"distill: {summary['steps']} steps; student in {Path(cfg.out) / 'student.pt'}; "
-          f"data wait {100 * summary['data_wait_share']:.0f}% of step time")
-    return 0
+
+def _require(values: dict, names: tuple[str, ...], flags: dict[str, str]) -> None:
+    missing = [flags[n] for n in names if not values.get(n)]
+    if missing:
+        raise ConfigError(f"the following arguments are required: {', '.join(missing)}")
 
 
 def _init_distributed() -> None:
@@ -177,11 +126,14 @@ def _load_model_flag(path: str, device: str = "cpu"):
         raise CheckpointError(f"--model {e}") from None
 
 
-def _eval(a: argparse.Namespace) -> int:
-    from distill.evaluate import EvalConfig, evaluate_model, format_metrics
+@cli.command(name="eval", help="AbsRel, SqRel, RMSE, RMSE log, log10, delta1-3 on RGB-D data.")
+@click_options(EvalConfig, required=("model", "data"))
+@common
+def evaluate(**_: Any) -> int:
+    from distill.evaluate import evaluate_model, format_metrics
     from distill.runtime import pick_device
 
-    cfg = EvalConfig(**given(a, EvalConfig))
+    cfg = EvalConfig(**given(EvalConfig))
     _require(asdict(cfg), ("model", "data"), {"model": "--model", "data": "--data"})
     device = pick_device(cfg.device)
     model, info = _load_model_flag(cfg.model, device)
@@ -204,29 +156,37 @@ def _eval(a: argparse.Namespace) -> int:
     return 0
 
 
-def _export(a: argparse.Namespace) -> int:
+@cli.command(help="Export a student to ONNX or TorchScript and check it against the checkpoint.")
+@click.option("--model", required=True, help="checkpoint of this project")
+@click.option("--format", "fmt", required=True, type=Choice(EXPORT_FORMATS), help="export format")
+@click.option("--out", required=True, help="file to write")
+@common
+def export(model: str, fmt: str, out: str, **_: Any) -> int:
     from distill.export import export_model
 
-    model, info = _load_model_flag(a.model)
+    module, info = _load_model_flag(model)
     if info.arch is None:
-        raise ConfigError(f"--model {a.model} is already an exported TorchScript model; export from the checkpoint "
+        raise ConfigError(f"--model {model} is already an exported TorchScript model; export from the checkpoint "
                           "it came from (e.g. runs/s1/student.pt)")
-    if Path(a.out).is_dir():
-        raise ConfigError(f"--out {a.out} is a directory; give the file to write (e.g. {Path(a.out) / 'student.onnx'})")
-    spec = export_model(model, info.input_size, a.out, a.format)
+    if Path(out).is_dir():
+        raise ConfigError(f"--out {out} is a directory; give the file to write (e.g. {Path(out) / 'student.onnx'})")
+    spec = export_model(module, info.input_size, out, fmt)
     w, h = info.input_size
-    print(f"distill: wrote {a.out} ({a.format}); input float32 Bx3x{h}x{w} RGB in [0,1], output depth "
+    print(f"distill: wrote {out} ({fmt}); input float32 Bx3x{h}x{w} RGB in [0,1], output depth "
           f"in metres; largest difference to the checkpoint {spec['max_abs_diff']:.2e} m "
           f"(relative {spec['max_rel_diff']:.2e})")
     return 0
 
 
-def _fit(a: argparse.Namespace) -> int:
-    from distill.fit_teacher import FitConfig, fit_teacher
+@cli.command(name="fit-teacher", help="Supervised training of a reference teacher on RGB-D data.")
+@click_options(FitConfig, required=("data", "out"))
+@common
+def fit(quiet: bool, **_: Any) -> int:
+    from distill.fit_teacher import fit_teacher
 
-    values = given(a, FitConfig)
+    values = given(FitConfig)
     _require(values, ("data", "out"), {"data": "--data", "out": "--out"})
-    summary = fit_teacher(FitConfig(**values), show_progress=not a.quiet)
+    summary = fit_teacher(FitConfig(**values), show_progress=not quiet)
     if summary.get("already_finished"):
         print(f"distill: {summary['out']} already holds this fitted teacher; nothing to do")
         return 0
@@ -234,64 +194,96 @@ def _fit(a: argparse.Namespace) -> int:
     return 0
 
 
-def _teacher_check(a: argparse.Namespace) -> int:
+@cli.command(name="teacher-check", help="Load a teacher as train would: what it is and what it supports. Exits 2 "
+                                        "with the reason when `distill train` would fail with it.")
+@click.argument("teacher")
+@click_options(TeacherSpec, prefix="teacher-", skip=("source",))
+@click.option("--shards", help="dataset whose first images it runs on (default: built-in rooms)")
+@click.option("--count", type=POSITIVE, default=8, show_default=True, help="images")
+@click.option("--transform", type=Choice(["auto", "on", "off"]), is_flag=False, flag_value="on",
+              default="auto", show_default=True, help="as for train: on requires T")
+@click.option("--device", default="auto", show_default=True, help=DEVICE_HELP)
+@common
+def teacher_check(teacher: str, shards: str | None, count: int, transform: str, device: str, **_: Any) -> int:
     from distill.runtime import pick_device
-    from distill.teacher import TeacherSpec
     from distill.teacher_check import check, format_report
 
-    spec = TeacherSpec(**{**given(a, TeacherSpec, "teacher-"), "source": a.teacher})
-    report = check(spec, a.shards, a.count, pick_device(a.device))
+    spec = TeacherSpec(**{**given(TeacherSpec, "teacher-"), "source": teacher})
+    report = check(spec, shards, count, pick_device(device))
     print(format_report(report))
-    full = a.transform != "off" and not report["bn_problem"]
-    if report["bn_problem"] and a.transform != "off":
-        print(f"distill: {'error' if a.transform == 'on' else 'note'}: {report['bn_problem']}", file=sys.stderr)
-        if a.transform == "on":
+    full = transform != "off" and not report["bn_problem"]
+    if report["bn_problem"] and transform != "off":
+        print(f"distill: {'error' if transform == 'on' else 'note'}: {report['bn_problem']}", file=sys.stderr)
+        if transform == "on":
             return 2
     print("distill: teacher ok for " + ("the full method" if full else "plain KD with object-wise mixing"))
     return 0
 
 
-def _gap(a: argparse.Namespace) -> int:
-    from distill.gap import format_gap, gap, gap_picture, public
+@cli.command(help="How far sims are from what the teacher knows: BN distance, depth error, image statistics, a "
+                  "picture (docs/distill.md).")
+@click.option("--teacher", required=True, help="the teacher, as for train")
+@click_options(TeacherSpec, prefix="teacher-", skip=("source",))
+@click.option("--shards", required=True, help="simgen dataset")
+@click.option("--real", help="RGB-D folder of the teacher's domain")
+@click.option("--real-split", default="train", show_default=True, help="split of --real ('all': every row)")
+@click.option("--depth-scale", type=float, default=1000.0, show_default=True, help="--real's depth units per metre")
+@click.option("--run", help="a distill run whose T is measured too")
+@click.option("--n", type=POSITIVE, default=64, show_default=True, help="images per set")
+@click.option("--out", type=PNG, help="PNG picture: images | teacher depth | the set's depth")
+@click.option("--json", "json_path", help="write the report as JSON")
+@click.option("--device", default="auto", show_default=True, help=DEVICE_HELP)
+@common
+def gap(teacher: str, shards: str, real: str | None, real_split: str, depth_scale: float, run: str | None, n: int,
+        out: str | None, json_path: str | None, device: str, **_: Any) -> int:
+    from distill.gap import format_gap, gap as measure_gap, gap_picture, public
     from distill.runtime import pick_device
-    from distill.teacher import TeacherSpec
 
-    spec = TeacherSpec(**{**given(a, TeacherSpec, "teacher-"), "source": a.teacher})
-    report = gap(spec, a.shards, a.real, None if a.real_split == "all" else a.real_split, a.depth_scale, a.run, a.n,
-                 device=pick_device(a.device))
+    spec = TeacherSpec(**{**given(TeacherSpec, "teacher-"), "source": teacher})
+    report = measure_gap(spec, shards, real, None if real_split == "all" else real_split, depth_scale, run, n,
+                         device=pick_device(device))
     print(format_gap(report))
-    if a.out:
-        gap_picture(report, a.out)
-        print(f"distill: wrote {a.out} (per set: images | teacher depth | the set's depth)")
-    if a.json:
-        Path(a.json).write_text(json.dumps(public(report), indent=1))
+    if out:
+        gap_picture(report, out)
+        print(f"distill: wrote {out} (per set: images | teacher depth | the set's depth)")
+    if json_path:
+        Path(json_path).write_text(json.dumps(public(report), indent=1))
     return 0
 
 
-def _mix_preview(a: argparse.Namespace) -> int:
+@cli.command(name="mix-preview", help="Picture of object-wise mixed samples.")
+@click.option("--shards", multiple=True, required=True, help="simgen dataset folder (repeatable)")
+@click.option("--out", required=True, type=PNG, help="PNG file to write")
+@click.option("--count", type=POSITIVE, default=8, show_default=True, help="samples")
+@click.option("--size", type=Parsed(parse_size, "WxH"), default="320x224", show_default=True,
+              help="WIDTHxHEIGHT of the crops")
+@click.option("--seed", type=int, default=0, show_default=True, help="seed")
+@click_options(MixConfig, prefix="mix-", skip=("prob",), experts=True)
+@common
+def mix_preview(shards: tuple[str, ...], out: str, count: int, size: Size, seed: int, **_: Any) -> int:
     import numpy as np
     import torch
     from PIL import Image
 
     from distill.data import ShardStream
-    from distill.mixing import MixConfig, mix_objects
+    from distill.mixing import mix_objects
     from simgen.preview import colorize_depth, colorize_instances
 
-    stream = ShardStream(a.shards, a.size.hw, seed=a.seed, buffer=16, augment=False, epochs=1)
-    items = [it for _, it in zip(range(a.count), iter(stream))]
+    stream = ShardStream(list(shards), size.hw, seed=seed, buffer=16, augment=False, epochs=1)
+    items = [it for _, it in zip(range(count), iter(stream))]
     batch = {k: torch.stack([it[k] for it in items]) for k in ("rgb", "depth", "inst")}
     rgb, depth, inst, pasted = mix_objects(batch["rgb"], batch["depth"], batch["inst"],
-                                           MixConfig(**{**given(a, MixConfig, "mix-"), "prob": 1.0}),
-                                           torch.Generator().manual_seed(a.seed))
+                                           MixConfig(**{**given(MixConfig, "mix-"), "prob": 1.0}),
+                                           torch.Generator().manual_seed(seed))
     rows = []
     for i in range(len(items)):
         before = (batch["rgb"][i].permute(1, 2, 0).numpy() * 255).astype(np.uint8)
         after = (rgb[i].permute(1, 2, 0).numpy() * 255).astype(np.uint8)
         rows.append(np.concatenate([before, after, colorize_depth(depth[i, 0].numpy()),
                                     colorize_instances(inst[i, 0].numpy())], 1))
-    Path(a.out).parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(np.concatenate(rows, 0)).save(a.out)
-    print(f"distill: wrote {a.out}: original | mixed | mixed depth | mixed instances; "
+    Path(out).parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(np.concatenate(rows, 0)).save(out)
+    print(f"distill: wrote {out}: original | mixed | mixed depth | mixed instances; "
           f"{100 * pasted.float().mean():.1f}% of pixels pasted")
     return 0
 
@@ -308,19 +300,7 @@ def user_errors() -> tuple[type[BaseException], ...]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    handlers = {"train": _train, "eval": _eval, "export": _export, "fit-teacher": _fit, "mix-preview": _mix_preview,
-                "teacher-check": _teacher_check, "gap": _gap}
-    try:
-        return handlers[args.command](args)
-    except KeyboardInterrupt:
-        print("\ndistill: interrupted; the last checkpoint is kept (--resume continues)", file=sys.stderr)
-        return 130
-    except user_errors() as e:
-        if args.debug:
-            raise
-        print(f"distill: error: {e}", file=sys.stderr)
-        return 2
+    return run_cli(cli, "distill", argv, user_errors, "the last checkpoint is kept (--resume continues)")
 
 
 if __name__ == "__main__":

@@ -16,7 +16,8 @@ import torch.nn.functional as F
 from PIL import Image
 from torch.utils.data import Dataset, IterableDataset, get_worker_info
 
-from simgen.shards import MANIFEST, DatasetReader, Sample, ShardError
+from simgen.shards import MANIFEST, Sample, ShardError
+from simgen.dataset import DatasetReader
 
 
 class DataError(OSError):

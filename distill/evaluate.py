@@ -33,8 +33,8 @@ def predict(model: torch.nn.Module, rgb: torch.Tensor, input_size: Size, precisi
 class EvalConfig:
     """Options of `distill eval` (flags generated from these fields) and defaults of evaluate_model."""
 
-    model: str = option("", "checkpoint of this project or exported TorchScript")
-    data: str = option("", "rgb/+depth/ folder, index.csv folder, or simgen dataset")
+    model: str = option("", "checkpoint of this project, or TorchScript")
+    data: str = option("", "RGB-D folder, index.csv folder or dataset")
     split: str = option("test", "index.csv split to use ('all' for every row)")
     depth_scale: float = option(1000.0, "depth PNG units per metre (1000 NYU, 256 KITTI)")
     protocol: str = option("nyu", "crop and depth range of the metrics", choices=tuple(PROTOCOLS))

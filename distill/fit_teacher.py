@@ -16,9 +16,9 @@ from distill.checkpoint import CheckpointError, read_checkpoint, save_checkpoint
 from distill.data import EPOCH_SEED_STRIDE, RGBDFolder, augment, resize_crop
 from distill.networks import ARCHITECTURES, build_depth_model, count_params
 from distill.runtime import (PRECISIONS, autocast, describe_precision, memory_format, pick_device, resolve_precision,
-                             to_memory_format)
-from distill.train import lr_lambda
+                             lr_lambda, to_memory_format)
 from simgen.options import ConfigError, Size, as_size, option, parse_size
+from simgen.runs import NEW, config_differences, run_decision
 
 
 # learning-rate warm-up: a tenth of the run, at most MAX_WARMUP_STEPS (short runs warm up briefly)
@@ -35,7 +35,7 @@ PARTIAL_EVERY = 250
 class FitConfig:
     """Options of `distill fit-teacher` (flags generated from these fields)."""
 
-    data: str = option("", "RGB-D data: rgb/+depth/ folder, index.csv folder, or simgen dataset")
+    data: str = option("", "RGB-D folder, index.csv folder or dataset")
     out: str = option("", "checkpoint file to write (must not exist)")
     arch: str = option("resnet34", "architecture", choices=ARCHITECTURES)
     input_size: Size = option(Size(320, 224), "WIDTHxHEIGHT of the training crops", parse=parse_size)
@@ -51,8 +51,7 @@ class FitConfig:
     device: str = option("auto", "auto, cpu, cuda or cuda:N")
     precision: str = option("auto", "auto | fp32 | bf16 (see distill train --help)", choices=PRECISIONS)
     channels_last: bool = option(True, "NHWC memory layout")
-    resume: bool = option(False, f"continue the unfinished fit in OUT.partial (written every {PARTIAL_EVERY} steps) "
-                          "where it stopped")
+    resume: bool = option(False, "continue the unfinished fit in OUT.partial")
 
     def __post_init__(self) -> None:
         self.input_size = as_size(self.input_size)
@@ -116,24 +115,16 @@ def partial_path(out: str | Path) -> Path:
     return Path(f"{out}.partial")
 
 
-def _config_differences(saved: dict[str, Any], cfg: FitConfig) -> list[str]:
-    old, new = asdict(FitConfig(**{**asdict(FitConfig()), **saved})), asdict(cfg)
-    return sorted(k for k in new if k not in RUN_KEYS and old.get(k) != new.get(k))
-
-
 def _existing_fit(cfg: FitConfig) -> dict[str, Any]:
     """`out` exists: the same fit done before is reused (nothing to do); anything else is refused."""
     try:
         saved = read_checkpoint(cfg.out).get("fit_config")
     except CheckpointError:
         saved = None
-    if saved is not None:
-        diff = _config_differences(saved, cfg)
-        if not diff:
-            return {"steps": cfg.steps, "loss": float("nan"), "out": str(cfg.out), "already_finished": True}
-        raise FileExistsError(f"{cfg.out} holds a teacher fitted with another config (differs in: {', '.join(diff)}); "
-                              "choose a new --out (nothing was overwritten)")
-    raise FileExistsError(f"{cfg.out} exists; choose a new output file (nothing was overwritten)")
+    if saved is None:
+        raise FileExistsError(f"{cfg.out} exists; choose a new output file (nothing was overwritten)")
+    run_decision(str(cfg.out), "teacher fit", config_differences(saved, cfg, RUN_KEYS), False, False)
+    return {"steps": cfg.steps, "loss": float("nan"), "out": str(cfg.out), "already_finished": True}
 
 
 def _resume_step(cfg: FitConfig, model: torch.nn.Module, opt: torch.optim.Optimizer, sched: Any) -> tuple[int, float]:
@@ -141,15 +132,10 @@ def _resume_step(cfg: FitConfig, model: torch.nn.Module, opt: torch.optim.Optimi
     loaded) under --resume. An unfinished fit is never overwritten without --resume, nor continued
     with another config."""
     partial = partial_path(cfg.out)
-    if not partial.exists():
-        if cfg.resume:
-            raise FileNotFoundError(f"--resume: no unfinished fit {partial} to continue")
+    if run_decision(str(partial), "fit", None, partial.exists(), cfg.resume) == NEW:
         return 0, 0.0
-    if not cfg.resume:
-        raise FileExistsError(f"{partial} holds an unfinished fit; pass --resume to continue it, or choose another "
-                              "--out (nothing was overwritten)")
     state = read_checkpoint(partial)
-    diff = _config_differences(state["fit_config"], cfg)
+    diff = config_differences(state["fit_config"], cfg, RUN_KEYS)
     if diff:
         raise ConfigError(f"--resume: {partial} was fitted with another config (differs in: {', '.join(diff)}); "
                           "use the same options or another --out")

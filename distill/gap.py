@@ -93,7 +93,8 @@ def load_transform(run: str | Path):
     """The transformation network of a run (its directory, checkpoint.pt or student.pt)."""
     from distill.checkpoint import read_checkpoint
     from distill.networks.transform import build_transform
-    from distill.train import CHECKPOINT, FINAL, TrainConfig
+    from distill.config import drop_retired
+    from distill.train import CHECKPOINT, FINAL
 
     path = Path(run)
     if path.is_dir():
@@ -101,8 +102,8 @@ def load_transform(run: str | Path):
     ckpt = read_checkpoint(path)
     if ckpt.get("transform") is None:
         raise TeacherError(f"--run {run}: this run has no transformation network (trained with --transform off?)")
-    # a run saved before --transform-net existed had the default design
-    net = build_transform((ckpt.get("config") or {}).get("transform_net", TrainConfig.transform_net))
+    drop_retired(ckpt.get("config") or {}, f"--run {run}")  # a retired T design is refused by name
+    net = build_transform()
     net.load_state_dict(ckpt["transform"])
     return net.eval()
 

@@ -42,12 +42,6 @@ def depth_kd_loss(student: torch.Tensor, teacher: torch.Tensor, w_grad: float = 
     return {"total": total, "depth": depth, "grad": grad, "normal": normal}
 
 
-def total_variation(x: torch.Tensor) -> torch.Tensor:
-    """Anisotropic total variation: mean absolute difference between neighbouring pixels."""
-    dx, dy = _grad(x)
-    return dx.abs().mean() + dy.abs().mean()
-
-
 def align_scale_shift(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
     """Least-squares scale and shift of `pred` onto `target` per image (MiDaS); returns aligned pred."""
     b = pred.shape[0]
@@ -67,25 +61,6 @@ def ssi_kd_loss(student: torch.Tensor, teacher: torch.Tensor, w_grad: float = 1.
     (sx, sy), (tx, ty) = _grad(aligned), _grad(teacher)
     grad = (torch.abs(sx - tx).mean() + torch.abs(sy - ty).mean()) / teacher.abs().mean().clamp_min(EPS)
     return {"total": depth + w_grad * grad, "depth": depth, "grad": grad, "normal": torch.zeros(())}
-
-
-def scale_invariant_log_error(pred: torch.Tensor, depth: torch.Tensor) -> torch.Tensor:
-    """Per image, the mean absolute deviation of log(pred / depth) from its mean over the pixels with
-    depth > 0: zero when pred is depth times any per-image scale. B values (0 for an image without
-    valid pixels)."""
-    m = (depth > 0).float()
-    n = m.flatten(1).sum(1).clamp_min(1)
-    r = (torch.log(pred.float().clamp_min(EPS)) - torch.log(depth.clamp_min(EPS))) * m
-    mean = r.flatten(1).sum(1) / n
-    return ((r - mean.view(-1, 1, 1, 1)).abs() * m).flatten(1).sum(1) / n
-
-
-def scale_shift_invariant_error(pred: torch.Tensor, ref: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Per image, L1 between `pred` aligned onto `ref` (least-squares scale and shift, MiDaS) and `ref`,
-    over the mean of |ref|, on the mask. B values (0 for an image with an empty mask)."""
-    m = mask.float()
-    aligned = align_scale_shift(pred.float(), ref, m)
-    return ((aligned - ref).abs() * m).flatten(1).sum(1) / (ref.abs() * m).flatten(1).sum(1).clamp_min(EPS)
 
 
 # ------------------------------------------------------------------------------ feature hints
@@ -184,39 +159,6 @@ def bn_layers(model: torch.nn.Module) -> list[torch.nn.Module]:
     """The BatchNorm layers (and BatchNormInput probes) with running statistics, in model order."""
     return [m for m in model.modules() if isinstance(m, (torch.nn.modules.batchnorm._BatchNorm, BatchNormInput))
             and m.track_running_stats and m.running_mean is not None]
-
-
-# which of a teacher's BN layers T's statistics term counts, and how much (`--bn-layers`): a weight for the
-# first and for the second half of the layers in model order. Early layers carry colour, contrast and
-# texture statistics, late ones what the image shows. Counting all layers alike, T spends itself on the
-# early ones; the late half alone wins RMSE and delta1 and reads near scenes as far (tries v14-v16), and
-# 0.25:1 on sims with half table-top close-ups wins all three test metrics at 1000 steps (v17,
-# docs/results.md). At 4000 steps no form beats plain KD (v20, v22, v23): the weighted forms learn faster,
-# not further, so "all" stays the default.
-BN_LAYER_SETS = {"all": (1.0, 1.0), "early": (1.0, 0.0), "late": (0.0, 1.0)}
-
-
-def parse_bn_layers(spec: str) -> tuple[float, float]:
-    """(early, late) half weights of `spec`: a name of BN_LAYER_SETS or "EARLY:LATE", e.g. "0.3:1"."""
-    if spec in BN_LAYER_SETS:
-        return BN_LAYER_SETS[spec]
-    try:
-        early, late = (float(w) for w in spec.split(":"))
-    except ValueError:
-        raise ValueError(f"bn_layers {spec!r}: choose one of {', '.join(BN_LAYER_SETS)}, or weights of the "
-                         f"early and late half as EARLY:LATE (e.g. 0.3:1)") from None
-    if not (early >= 0 and late >= 0 and early + late > 0 and math.isfinite(early + late)):
-        raise ValueError(f"bn_layers {spec!r}: the half weights must be finite, 0 or more, and not both 0")
-    return early, late
-
-
-def select_bn_layers(layers: list[torch.nn.Module], spec: str) -> list[tuple[torch.nn.Module, float]]:
-    """(layer, weight) for the layers of `layers` (model order) that `spec` (parse_bn_layers) weighs above 0;
-    the early half is the first ceil(n/2) layers. Never empty: a one-layer model's layer is both halves."""
-    early, late = parse_bn_layers(spec)
-    half = (len(layers) + 1) // 2
-    weighted = [(m, early) for m in layers[:half]] + [(m, late) for m in layers[half:]]
-    return [(m, w) for m, w in weighted if w > 0] or [(layers[-1], late)]
 
 
 # ----------------------------------------------------------------------------------------- metrics

@@ -17,13 +17,11 @@ from simgen.options import option
 
 @dataclass
 class MixConfig:
-    prob: float = option(0.8, "chance that an image receives pasted objects")
-    max_objects: int = option(3, "pasted objects per receiving image: 1 to this")
-    scale_jitter: float = option(0.2, "a pasted object is scaled by 1 +- this")
-    shift: float = option(0.25, "a pasted object moves by up to this fraction of the image size")
-    depth_aware: bool = option(False, "paste only where the object is nearer than what is there",
-                               aliases=("--depth-aware-mixing",))
-    min_pixels: int = option(16, "objects smaller than this many pixels are not pasted")
+    prob: float = option(0.8, "chance that an image receives pasted objects", expert=True)
+    max_objects: int = option(3, "pasted objects per receiving image: 1 to this", expert=True)
+    scale_jitter: float = option(0.2, "a pasted object is scaled by 1 +- this", expert=True)
+    shift: float = option(0.25, "largest move, as a share of the image size", expert=True)
+    min_pixels: int = option(16, "objects smaller than this are not pasted", expert=True)
 
 
 def _warp(t: torch.Tensor, scale: float, dx: float, dy: float, mode: str) -> torch.Tensor:
@@ -68,9 +66,6 @@ def mix_objects(rgb: torch.Tensor, depth: torch.Tensor, inst: torch.Tensor, cfg:
             m = _warp(mask, scale, dx, dy, "nearest") > 0.5
             src_depth = _warp(src_depth_all[j:j + 1], scale, dx, dy, "nearest")
             m &= src_depth > 0
-            if cfg.depth_aware:
-                here = depth[i:i + 1]
-                m &= (here <= 0) | (src_depth < here)
             if not m.any():
                 continue
             src_rgb = _warp(src_rgb_all[j:j + 1], scale, dx, dy, "bilinear")

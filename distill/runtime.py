@@ -12,7 +12,9 @@ per operation); BN statistics and losses are computed in fp32 by their callers.
 from __future__ import annotations
 
 import contextlib
+import math
 from pathlib import Path
+from typing import Callable
 
 import torch
 
@@ -105,3 +107,11 @@ def contiguous_state(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """A state dict with plain (NCHW) strides, so checkpoints do not depend on the training layout."""
     return {k: v.contiguous() if torch.is_tensor(v) else v for k, v in state.items()}
 
+
+def lr_lambda(warmup: int, total: int) -> Callable[[int], float]:
+    """Linear warm-up over `warmup` steps, then a cosine decay to 0 at `total` (train and fit-teacher)."""
+    def f(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        return 0.5 * (1 + math.cos(math.pi * min(1.0, (step - warmup) / max(1, total - warmup))))
+    return f

@@ -16,7 +16,7 @@ from typing import Any
 import torch
 
 from distill.checkpoint import CheckpointError, build_model, model_info, read_checkpoint, save_checkpoint
-from simgen.shards import sha256_file
+from simgen.runs import sha256_file
 
 STANDIN_DIR = Path(__file__).resolve().parents[1] / "assets" / "teacher"
 STANDIN_CKPT = STANDIN_DIR / "standin-resnet18.ckpt"

@@ -28,8 +28,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from simgen.options import Size, as_size, option, parse_size, swapped_hint
-from simgen.shards import sha256_file
+from simgen.options import ConfigError, Size, as_size, check_choices, option, parse_size, swapped_hint
+from simgen.runs import sha256_file
 
 # what a teacher's output means, and so how the KD loss compares the student with it
 OUTPUT_KINDS = {
@@ -55,9 +55,7 @@ def parse_floats3(text: str) -> tuple[float, float, float]:
     except ValueError:
         values = ()
     if len(values) != 3:
-        import argparse
-
-        raise argparse.ArgumentTypeError(f"must be three comma-separated numbers, got {text!r}")
+        raise ConfigError(f"must be three comma-separated numbers, got {text!r}")
     return values  # type: ignore[return-value]
 
 
@@ -70,23 +68,20 @@ class TeacherSpec:
     """What the teacher is. A checkpoint of this project brings its own input size, normalisation
     (inside the model) and output kind: `load_teacher` returns the teacher with those resolved."""
 
-    source: str = option("", "TorchScript file, checkpoint of this project, or package.module:factory",
+    source: str = option("", ".pt2, TorchScript, ONNX, checkpoint or mod:fn",
                          flag="--teacher")
-    weights: str | None = option(None, "state dict file for a package.module:factory teacher", parse=str)
+    weights: str | None = option(None, "state dict for a module:factory teacher", parse=str)
     input_size: Size | None = option(None, "WIDTHxHEIGHT the teacher takes", parse=parse_size,
                                      shown=f"a checkpoint's own, else {DEFAULT_INPUT_SIZE}")
-    mean: tuple[float, float, float] = option(IMAGENET_MEAN, "normalisation mean applied to [0, 1] RGB before the "
-                                              "teacher", parse=parse_floats3, shown="ImageNet")
+    mean: tuple[float, float, float] = option(IMAGENET_MEAN, "normalisation mean on [0, 1] RGB", parse=parse_floats3, shown="ImageNet")
     std: tuple[float, float, float] = option(IMAGENET_STD, "normalisation std", parse=parse_floats3, shown="ImageNet")
-    output: str = option("metric", "what the teacher outputs: " + "; ".join(f"{k}: {v}" for k, v in OUTPUT_KINDS.items()),
+    output: str = option("metric", "what the teacher outputs (docs/distill.md)",
                          choices=tuple(OUTPUT_KINDS))
-    scale: float | None = option(None, "metric scale of the output (see --teacher-output)", parse=float, shown="1")
-    output_key: str | None = option(None, "which output to use when the teacher returns a tuple or list (its "
-                                    "index) or a dict (its key, as str() writes it)", parse=str, shown="the first")
+    scale: float | None = option(None, "metric scale of the output", parse=float, shown="1")
+    output_key: str | None = option(None, "which output of a tuple, list or dict", parse=str, shown="the first")
 
     def __post_init__(self) -> None:
-        if self.output not in OUTPUT_KINDS:
-            raise TeacherError(f"unknown teacher output kind {self.output!r}; choose one of {', '.join(OUTPUT_KINDS)}")
+        check_choices(self, TeacherError, prefix="teacher-")
         if self.output == "disparity" and not self.scale:
             raise TeacherError("--teacher-output disparity needs --teacher-scale (focal length x baseline, so that "
                                "depth = scale / disparity); without a known scale use --teacher-output relative")
@@ -183,27 +178,6 @@ def kd_loss(output: str, student_depth: torch.Tensor, target: torch.Tensor, w_gr
     if output == "relative-depth":
         return ssi_kd_loss(student_depth, target, w_grad)
     return depth_kd_loss(student_depth, target, w_grad, w_normal)
-
-
-def render_depth_loss(output: str, target: torch.Tensor, depth: torch.Tensor) -> torch.Tensor:
-    """How far the teacher's `target` on renders is from the renders' own depth, up to what its output
-    kind leaves free: scale for metric depth (a render's camera and rooms need not share the teacher's
-    focal length), scale and shift for relative kinds (against inverse depth for `relative`). Pixels
-    with depth 0 (no surface, or an image that is not a render) do not count; the mean is over the
-    images with any. T's `--w-render-depth` term."""
-    from distill.layers import EPS, scale_invariant_log_error, scale_shift_invariant_error
-
-    valid = depth > 0
-    has_pixels = valid.flatten(1).any(1)
-    if not bool(has_pixels.any()):
-        return target.sum() * 0.0  # no render in the batch: adds nothing, keeps the graph
-    if output == "relative":
-        per_image = scale_shift_invariant_error(target, torch.where(valid, 1.0 / depth.clamp_min(EPS), 0.0), valid)
-    elif output == "relative-depth":
-        per_image = scale_shift_invariant_error(target, depth, valid)
-    else:
-        per_image = scale_invariant_log_error(target, depth)
-    return per_image[has_pixels].mean()
 
 
 def teacher_digest(spec: TeacherSpec) -> str | None:

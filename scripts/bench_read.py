@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 from simgen.options import parse_size
-from simgen.shards import DatasetReader
+from simgen.dataset import DatasetReader
 from simgen.synthetic import write_synthetic_dataset
 
 

@@ -4,9 +4,8 @@
 For each input size and each method (full: mixing + T + BN-statistics loss; kd: plain KD), it runs
 real training steps on a synthetic shard dataset (simgen.synthetic, no Blender needed) with a
 ResNet-18 teacher and a MobileNetV2 student, twice:
-  reference  --precision fp32 --channels-last off --refresh-kd-target (the path before the speed work)
-  refreshed  the default with --refresh-kd-target (full method only: isolates the one-pass step)
-  default    --precision auto --channels-last on (one T and teacher pass per step)
+  reference  --precision fp32 --channels-last off
+  default    --precision auto --channels-last on
 and prints images/s, their ratio, the share of step time spent waiting for data, and the achieved
 GFLOP/s against a matrix product of the same precision measured in the same run. It also measures
 the data pipeline alone (a step of zero cost): the rate it can feed per worker, which says how
@@ -42,7 +41,7 @@ from distill.train import TrainConfig, make_loader, train
 from simgen.options import Size, parse_size
 from simgen.synthetic import write_synthetic_dataset
 
-REFERENCE = dict(precision="fp32", channels_last=False, refresh_kd_target=True)
+REFERENCE = dict(precision="fp32", channels_last=False)
 METHODS = {"full": dict(mixing=True, transform="on"), "kd": dict(mixing=False, transform="off")}
 
 
@@ -61,17 +60,17 @@ def matmul_gflops(device: torch.device, precision: str, n: int = 2048, repeats: 
     return 2 * n ** 3 * repeats / (time.perf_counter() - t0) / 1e9
 
 
-def step_flops(size: Size, batch: int, method: str, refresh: bool) -> float:
+def step_flops(size: Size, batch: int, method: str) -> float:
     """FLOPs of one step (2 per multiply-accumulate; a backward with weight gradients counted as
     twice its forward, the teacher's backward to its input as once). Full method: T forward and
-    backward, teacher forward and backward to the input, [T and teacher forward again with
-    --refresh-kd-target], student forward and backward. Plain KD: teacher forward, student."""
+    backward, teacher forward and backward to the input, student forward and backward. Plain KD:
+    teacher forward, student."""
     student = count_macs(build_depth_model("mobilenetv2"), size.hw)
     teacher = count_macs(build_depth_model("resnet18"), size.hw)
     if method == "kd":
         return 2.0 * (teacher + 3 * student) * batch
     tnet = count_macs(TransformNet(), size.hw)
-    macs = 3 * tnet + 2 * teacher + (tnet + teacher if refresh else 0) + 3 * student
+    macs = 3 * tnet + 2 * teacher + 3 * student
     return 2.0 * macs * batch
 
 
@@ -140,20 +139,17 @@ def main() -> None:
             for method in args.methods.split(","):
                 results = {}
                 variants = [("reference", REFERENCE), ("default", {})]
-                if method == "full":  # what the one-pass step alone brings
-                    variants.insert(1, ("refreshed", dict(refresh_kd_target=True)))
                 for name, overrides in variants:
                     cfg = replace(base, out=str(tmp / f"{method}-{name}-{size}"), **METHODS[method], **overrides)
                     ips, wait = timed_run(cfg, args.steps)
                     prec = cfg.precision if cfg.precision != "auto" else auto
-                    gflops = step_flops(size, args.batch_size, method, cfg.refresh_kd_target) * ips / args.batch_size / 1e9
+                    gflops = step_flops(size, args.batch_size, method) * ips / args.batch_size / 1e9
                     results[name] = ips
                     print(f"  {method:4s} {name:9s} ({prec}, {'channels_last' if cfg.channels_last else 'contiguous'}"
-                          f"{', refresh' if cfg.refresh_kd_target and method == 'full' else ''}): {ips:6.2f} images/s, "
+                          f"): {ips:6.2f} images/s, "
                           f"data wait {100 * wait:4.1f}%, {gflops:6.1f} GFLOP/s = {gflops / ref[prec]:.2f}x the {prec} matmul",
                           flush=True)
-                print(f"  {method:4s} default / reference: {results['default'] / results['reference']:.2f}x"
-                      + (f" (one-pass step alone: {results['default'] / results['refreshed']:.2f}x)" if method == "full" else ""))
+                print(f"  {method:4s} default / reference: {results['default'] / results['reference']:.2f}x")
                 if args.busy:
                     procs = [mp.Process(target=_spin, daemon=True) for _ in range(args.busy)]
                     for p in procs:

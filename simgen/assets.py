@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from simgen.shards import sha256_file
+from simgen.runs import sha256_file
 
 ASSETS_FORMAT = "simgen-assets"
 LIBRARY_FILE = "library.json"

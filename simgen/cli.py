@@ -1,97 +1,114 @@
 """`simgen`: render simulated RGB-D datasets, look at them, check asset libraries.
 
+\b
     simgen render --n 50000 --out shards/ [--scene indoor|outdoor|mixed] [--workers 2] ...
     simgen inspect shards/
     simgen preview shards/ --out sheet.png
     simgen assets check DIR        simgen assets draft DIR
+
+Shell completion (bash; zsh and fish likewise): eval "$(_SIMGEN_COMPLETE=bash_source simgen)".
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from pathlib import Path
+from typing import Any
+
+import click
 
 from simgen import __version__
 from simgen.config import ConfigError, RenderConfig
-from simgen.options import add_options, given, png_path, positive_int
+from simgen.options import Parsed, click_options, given, png_path, positive_int, run_cli
 
 
-def _shard_range(text: str) -> tuple[int, int]:
+def _int_pair(text: str, sep: str, form: str) -> tuple[int, int]:
+    """'A<sep>B' with 0 <= A < B: a shard range FIRST:END or a part I/N."""
     try:
-        a, b = (int(x) for x in text.split(":"))
+        a, b = (int(x) for x in text.split(sep))
     except ValueError:
-        raise argparse.ArgumentTypeError(f"must be FIRST:END (shard indices, END excluded), got {text!r}") from None
+        raise ConfigError(f"must be {form}, got {text!r}") from None
     if not 0 <= a < b:
-        raise argparse.ArgumentTypeError(f"needs 0 <= FIRST < END, got {text!r}")
+        first, _, end = form.partition(" ")[0].partition(sep)
+        raise ConfigError(f"needs 0 <= {first} < {end}, got {text!r}")
     return a, b
 
 
+def _shard_range(text: str) -> tuple[int, int]:
+    return _int_pair(text, ":", "FIRST:END (shard indices, END excluded)")
+
+
 def _part(text: str) -> tuple[int, int]:
-    try:
-        i, n = (int(x) for x in text.split("/"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be I/N (task I of N, from 0), got {text!r}") from None
-    if not 0 <= i < n:
-        raise argparse.ArgumentTypeError(f"needs 0 <= I < N, got {text!r}")
-    return i, n
+    return _int_pair(text, "/", "I/N (task I of N, from 0)")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="simgen", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--version", action="version", version=f"simgen {__version__}")
-    sub = p.add_subparsers(dest="command", required=True)
-
-    r = sub.add_parser("render", help="render (resume, extend) a dataset of simulated RGB-D shards",
-                       description="Render randomized scenes into OUT (docs/shard-format.md). Run the same command "
-                                   "again after an interruption to resume; a larger --n extends the dataset.")
-    r.add_argument("--n", type=positive_int, required=True, help="total number of samples in the dataset")
-    r.add_argument("--out", required=True, help="dataset directory (created; must be empty or hold this dataset)")
-    r.add_argument("--seed", type=int, default=0, help="dataset seed: same config + seed = same data (default 0)")
-    add_options(r, RenderConfig)
-    r.add_argument("--no-builtin-assets", dest="builtin_assets", action="store_const", const=False,
-                   default=argparse.SUPPRESS, help="use only the --assets libraries (= --builtin-assets off)")
-    r.add_argument("--workers", type=positive_int, default=1, help="local render processes (default 1)")
-    r.add_argument("--threads", type=int, help="Cycles threads per worker (default: cores / workers)")
-    r.add_argument("--executor", choices=["local", "ray"], default="local",
-                   help="local process pool, or one Ray task per shard (default local)")
-    r.add_argument("--ray-address", help="Ray cluster to join (default: start a local one)")
-    group = r.add_mutually_exclusive_group()
-    group.add_argument("--shard-range", type=_shard_range, metavar="FIRST:END",
-                       help="render only these shards (job arrays; same OUT on a shared file system)")
-    group.add_argument("--part", type=_part, metavar="I/N", help="render part I of N equal shard ranges (job arrays)")
-    r.add_argument("--verify", action="store_true",
-                   help="check every committed shard's sha256 first (default: size and time only); damaged ones "
-                        "are rendered again")
-    r.add_argument("--quiet", action="store_true", help="no progress bar")
-
-    i = sub.add_parser("inspect", help="counts, depth statistics, rejected views, checksum verification")
-    i.add_argument("dataset")
-    i.add_argument("--json", action="store_true", help="print the report as JSON")
-    i.add_argument("--no-verify", action="store_true", help="skip sha256 verification of the shards")
-    i.add_argument("--max-samples", type=positive_int, help="read at most this many samples for the statistics")
-
-    v = sub.add_parser("preview", help="contact sheet: RGB | colour-mapped depth | instance colours")
-    v.add_argument("dataset")
-    v.add_argument("--out", required=True, type=png_path, help="PNG file to write")
-    v.add_argument("--count", type=positive_int, default=12, help="samples on the sheet (default 12)")
-    v.add_argument("--height", type=positive_int, default=160, help="tile height in pixels (default 160)")
-
-    a = sub.add_parser("assets", help="check or draft an asset library manifest")
-    asub = a.add_subparsers(dest="assets_command", required=True)
-    c = asub.add_parser("check", help="list every problem of a library, with the file and a fix")
-    c.add_argument("folder")
-    d = asub.add_parser("draft", help="draft library.json for a folder of meshes, textures and HDRIs")
-    d.add_argument("folder")
-    d.add_argument("--family", choices=["indoor", "outdoor"], default="indoor")
-    d.add_argument("--force", action="store_true", help="overwrite an existing library.json")
-    return p
+POSITIVE = Parsed(positive_int, "positive_int")
+PNG = Parsed(png_path, "png_path")
 
 
-def config_from_args(args: argparse.Namespace) -> RenderConfig:
-    """RenderConfig from the typed flags; the rest are the dataclass's defaults."""
-    values = given(args, RenderConfig)
+@click.group(help=__doc__, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 120})
+@click.version_option(__version__, prog_name="simgen")
+def cli() -> None:
+    pass
+
+
+@cli.command(help="Render randomized scenes into OUT (docs/shard-format.md). Run the same command again after an "
+                  "interruption to resume; a larger --n extends the dataset.")
+@click.option("--n", type=POSITIVE, required=True, help="total number of samples in the dataset")
+@click.option("--out", required=True, help="dataset directory (created; empty or holding this dataset)")
+@click.option("--seed", type=int, default=0, show_default=True, help="dataset seed: same config + seed = same data")
+@click_options(RenderConfig)
+@click.option("--no-builtin-assets", "no_builtin_assets", is_flag=True, help="only the --assets libraries")
+@click.option("--workers", type=POSITIVE, default=1, show_default=True, help="local render processes")
+@click.option("--threads", type=int, help="Cycles threads per worker (default: cores / workers)")
+@click.option("--executor", type=click.Choice(["local", "ray"]), default="local", show_default=True,
+              help="local processes, or one Ray task per shard")
+@click.option("--ray-address", help="Ray cluster to join (default: start a local one)")
+@click.option("--shard-range", type=Parsed(_shard_range, "FIRST:END"), metavar="FIRST:END",
+              help="render only these shards (job arrays)")
+@click.option("--part", type=Parsed(_part, "I/N"), metavar="I/N", help="render part I of N shard ranges (job arrays)")
+@click.option("--verify", is_flag=True, help="check every committed shard's sha256 first")
+@click.option("--quiet", is_flag=True, help="no progress bar")
+def render(**a: Any) -> int:
+    from simgen.runner import iter_shard_ranges, render as render_dataset
+
+    if a["shard_range"] and a["part"]:
+        raise ConfigError("give either --shard-range or --part, not both")
+    config = config_from_args()
+    config.validate()
+    shard_range = a["shard_range"]
+    if a["part"]:
+        ranges = list(iter_shard_ranges(a["n"], config.samples_per_shard, a["part"][1]))
+        if a["part"][0] >= len(ranges):
+            print(f"simgen: part {a['part'][0]}/{a['part'][1]} has no shards (only {len(ranges)} parts needed)")
+            return 0
+        shard_range = ranges[a["part"][0]]
+    summary = render_dataset(a["out"], config, a["seed"], a["n"], workers=a["workers"], executor=a["executor"],
+                             shard_range=shard_range, ray_address=a["ray_address"], threads=a["threads"],
+                             show_progress=not a["quiet"], verify=a["verify"])
+    _print_render_summary(a["out"], summary)
+    return 0
+
+
+def _print_render_summary(out: str, summary: dict[str, Any]) -> None:
+    if summary["repaired"]:
+        print(f"simgen: rendered again {len(summary['repaired'])} committed shard(s) that were missing or damaged: "
+              f"{', '.join(summary['repaired'][:5])}")
+    if summary["shards"] == 0:
+        print(f"simgen: {out} already holds all requested samples; nothing to do")
+    else:
+        rej = ", ".join(f"{k} {v}" for k, v in sorted(summary["rejected"].items())) or "none"
+        print(f"simgen: rendered {summary['rendered']} samples in {summary['shards']} shards into {out} "
+              f"(rejected views: {rej})")
+
+
+def config_from_args(ctx: click.Context | None = None) -> RenderConfig:
+    """RenderConfig from the typed flags of `simgen render`; the rest are the dataclass's defaults."""
+    ctx = ctx or click.get_current_context()
+    values = given(RenderConfig, ctx=ctx)
+    if ctx.params.get("no_builtin_assets"):
+        values["builtin_assets"] = False
     if values.get("intrinsics") is not None:
         if "camera" in values:
             raise ConfigError("give either --camera or --intrinsics, not both")
@@ -100,93 +117,86 @@ def config_from_args(args: argparse.Namespace) -> RenderConfig:
     return RenderConfig(**values)
 
 
-def _render(args: argparse.Namespace) -> int:
-    from simgen.runner import iter_shard_ranges, render
+def parse_render_config(argv: list[str]) -> RenderConfig:
+    """The RenderConfig `simgen render ARGV` would render (for tests and scripts)."""
+    with cli.commands["render"].make_context("render", list(argv)) as ctx:
+        return config_from_args(ctx)
 
-    config = config_from_args(args)
-    config.validate()
-    shard_range = args.shard_range
-    if args.part:
-        ranges = list(iter_shard_ranges(args.n, config.samples_per_shard, args.part[1]))
-        if args.part[0] >= len(ranges):
-            print(f"simgen: part {args.part[0]}/{args.part[1]} has no shards (only {len(ranges)} parts needed)")
-            return 0
-        shard_range = ranges[args.part[0]]
-    summary = render(args.out, config, args.seed, args.n, workers=args.workers, executor=args.executor,
-                     shard_range=shard_range, ray_address=args.ray_address, threads=args.threads,
-                     show_progress=not args.quiet, verify=args.verify)
-    if summary["repaired"]:
-        print(f"simgen: rendered again {len(summary['repaired'])} committed shard(s) that were missing or damaged: "
-              f"{', '.join(summary['repaired'][:5])}")
-    if summary["shards"] == 0:
-        print(f"simgen: {args.out} already holds all requested samples; nothing to do")
-    else:
-        rej = ", ".join(f"{k} {v}" for k, v in sorted(summary["rejected"].items())) or "none"
-        print(f"simgen: rendered {summary['rendered']} samples in {summary['shards']} shards into {args.out} "
-              f"(rejected views: {rej})")
+
+@cli.command(help="Counts, depth statistics, rejected views, checksum verification.")
+@click.argument("dataset")
+@click.option("--json", "as_json", is_flag=True, help="print the report as JSON")
+@click.option("--no-verify", is_flag=True, help="skip sha256 verification of the shards")
+@click.option("--max-samples", type=POSITIVE, help="read at most this many samples for the statistics")
+def inspect(dataset: str, as_json: bool, no_verify: bool, max_samples: int | None) -> int:
+    from simgen.report import format_report, inspect_dataset
+
+    report = inspect_dataset(dataset, verify=not no_verify, max_samples=max_samples)
+    print(json.dumps(report, indent=1) if as_json else format_report(report))
+    return 1 if report["bad_shards"] else 0
+
+
+@cli.command(help="Contact sheet: RGB | colour-mapped depth | instance colours.")
+@click.argument("dataset")
+@click.option("--out", required=True, type=PNG, help="PNG file to write")
+@click.option("--count", type=POSITIVE, default=12, show_default=True, help="samples on the sheet")
+@click.option("--height", type=POSITIVE, default=160, show_default=True, help="tile height in pixels")
+def preview(dataset: str, out: str, count: int, height: int) -> int:
+    from simgen.preview import contact_sheet
+
+    shown = contact_sheet(dataset, out, count=count, tile_height=height)
+    print(f"simgen: wrote {out} ({shown} samples: RGB | depth | instances)")
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
-    from simgen.assets import AssetError
-    from simgen.bootstrap import BlenderUnavailable
-    from simgen.shards import ShardError
-
-    args = build_parser().parse_args(argv)
-    try:
-        if args.command == "render":
-            from simgen.runner import DatasetError  # noqa: F401  (caught below)
-            return _render(args)
-        if args.command == "inspect":
-            from simgen.report import format_report, inspect_dataset
-
-            report = inspect_dataset(args.dataset, verify=not args.no_verify, max_samples=args.max_samples)
-            print(json.dumps(report, indent=1) if args.json else format_report(report))
-            return 1 if report["bad_shards"] else 0
-        if args.command == "preview":
-            from simgen.preview import contact_sheet
-
-            count = contact_sheet(args.dataset, args.out, count=args.count, tile_height=args.height)
-            print(f"simgen: wrote {args.out} ({count} samples: RGB | depth | instances)")
-            return 0
-        if args.command == "assets":
-            return _assets(args)
-    except KeyboardInterrupt:
-        print("\nsimgen: interrupted; committed shards are kept. Run the same command again to resume.",
-              file=sys.stderr)
-        return 130
-    except (ConfigError, AssetError, BlenderUnavailable, ShardError, ValueError, OSError) as e:
-        print(f"simgen: error: {e}", file=sys.stderr)
-        return 2
-    except Exception as e:
-        from simgen.runner import DatasetError
-
-        if isinstance(e, DatasetError):
-            print(f"simgen: error: {e}", file=sys.stderr)
-            return 2
-        raise
-    return 0
+@cli.group(help="Check or draft an asset library manifest.")
+def assets() -> None:
+    pass
 
 
-def _assets(args: argparse.Namespace) -> int:
-    from simgen.assets import LIBRARY_FILE, check_library, draft_manifest
+@assets.command(help="List every problem of a library, with the file and a fix.")
+@click.argument("folder")
+def check(folder: str) -> int:
+    from simgen.assets import check_library
 
-    if args.assets_command == "check":
-        problems = check_library(args.folder)
-        for prob in problems:
-            print(f"{prob.file}: {prob.message}\n    fix: {prob.fix}")
-        print(f"simgen: {args.folder}: " + (f"{len(problems)} problem(s)" if problems else "library ok"))
-        return 1 if problems else 0
-    target = Path(args.folder) / LIBRARY_FILE
-    if target.exists() and not args.force:
-        print(f"simgen: error: {target} exists; pass --force to overwrite it", file=sys.stderr)
-        return 2
-    manifest = draft_manifest(args.folder, family=args.family)
+    problems = check_library(folder)
+    for prob in problems:
+        print(f"{prob.file}: {prob.message}\n    fix: {prob.fix}")
+    print(f"simgen: {folder}: " + (f"{len(problems)} problem(s)" if problems else "library ok"))
+    return 1 if problems else 0
+
+
+@assets.command(help="Draft library.json for a folder of meshes, textures and HDRIs.")
+@click.argument("folder")
+@click.option("--family", type=click.Choice(["indoor", "outdoor"]), default="indoor", show_default=True)
+@click.option("--force", is_flag=True, help="overwrite an existing library.json")
+def draft(folder: str, family: str, force: bool) -> int:
+    from simgen.assets import LIBRARY_FILE, draft_manifest
+
+    target = Path(folder) / LIBRARY_FILE
+    if target.exists() and not force:
+        raise ConfigError(f"{target} exists; pass --force to overwrite it")
+    manifest = draft_manifest(folder, family=family)
     target.write_text(json.dumps(manifest, indent=1) + "\n")
     print(f"simgen: wrote {target}: {len(manifest['meshes'])} meshes, {len(manifest['textures'])} textures, "
           f"{len(manifest['hdris'])} HDRIs. Review categories, sizes and placements, then run "
-          f"`simgen assets check {args.folder}`.")
+          f"`simgen assets check {folder}`.")
     return 0
+
+
+def user_errors() -> tuple[type[BaseException], ...]:
+    """What a user can fix, reported as one line."""
+    from simgen.assets import AssetError
+    from simgen.bootstrap import BlenderUnavailable
+    from simgen.runner import DatasetError
+    from simgen.shards import ShardError
+
+    return ConfigError, AssetError, BlenderUnavailable, ShardError, DatasetError, ValueError, OSError
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run_cli(cli, "simgen", argv, user_errors,
+                   "committed shards are kept. Run the same command again to resume.")
 
 
 if __name__ == "__main__":

@@ -12,9 +12,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from simgen.indoor import DEFAULT_ROOMS, ROOM_TYPES, VIEWPOINT_MIX, VIEWPOINTS
+from simgen.rooms import DEFAULT_ROOMS, ROOM_TYPES, VIEWPOINT_MIX, VIEWPOINTS
 from simgen.materials import MATERIAL_STYLES
-from simgen.options import ConfigError, Size, as_size, option, parse_size
+from simgen.options import ConfigError, Size, as_size, check_choices, option, parse_size
 
 # Largest rendered side: beyond it a frame takes minutes and gigabytes (a typo like 100000x100000
 # would run until killed).
@@ -96,31 +96,26 @@ def parse_intrinsics(text: str) -> Intrinsics:
 class RenderConfig:
     """What a sample looks like. `simgen render` builds its flags from these fields."""
 
-    scene: str = option("indoor", "scene family (mixed: --indoor-ratio of them indoor)", choices=SCENE_FAMILIES)
+    scene: str = option("indoor", "scene family (mixed: see --indoor-ratio)", choices=SCENE_FAMILIES)
     indoor_ratio: float = option(0.5, "share of indoor scenes with --scene mixed")
-    rooms: list[str] = option([], "indoor room type to draw from, repeatable: " + ", ".join(ROOM_TYPES)
-                              + " (generic: the first round's any-furniture room)", repeat=True,
+    rooms: list[str] = option([], "indoor room type (repeat the flag for more)", repeat=True,
                               choices=tuple(ROOM_TYPES), metavar="TYPE", shown=", ".join(DEFAULT_ROOMS))
-    materials: str = option("plausible", "plausible: realistic colour/roughness families per kind of object; random: "
-                            "the first round's saturated domain randomisation", choices=MATERIAL_STYLES)
-    viewpoint: str = option("mixed", "indoor camera heights and pitches: handheld (a person filming), robot (low), "
-                            "tabletop (desk close-ups), any (the first round's), mixed (" +
-                            ", ".join(f"{round(100 * w)}%% {k}" for k, w in VIEWPOINT_MIX.items()) + ")",
+    materials: str = option("plausible", "plausible materials, or random colours", choices=MATERIAL_STYLES)
+    viewpoint: str = option("mixed", "indoor cameras: person, robot, desk, any",
                             choices=("mixed", *VIEWPOINTS))
     camera: str = option("nyu", "intrinsics preset (or give --intrinsics)", choices=tuple(CAMERA_PRESETS))
     intrinsics: Intrinsics | None = option(None, "explicit fx,fy,cx,cy,W,H instead of --camera",
                                            parse=parse_intrinsics, metavar="FX,FY,CX,CY,W,H")
-    resolution: Size | None = option(Size(320, 240), "WIDTHxHEIGHT; scales the camera's intrinsics ('native' keeps "
-                                     "its own; with --intrinsics the default is native)", parse=parse_resolution,
+    resolution: Size | None = option(Size(320, 240), "WIDTHxHEIGHT, or native (the camera's)", parse=parse_resolution,
                                      metavar="WxH")
-    profile: str = option("fast", "render settings: speed against image quality (docs/rendering.md)",
+    profile: str = option("fast", "render settings: speed against quality",
                           choices=tuple(RENDER_PROFILES))
-    views_per_scene: int = option(4, "camera views per built scene (several views amortize building it)")
+    views_per_scene: int = option(4, "camera views per built scene")
     samples_per_shard: int = option(64, "samples per shard file", aliases=("--shard-size",))
     depth_scale: float | None = option(None, "depth PNG units per metre", parse=float, shown="1000 indoor, 256 otherwise")
-    max_depth_m: float | None = option(None, "depth beyond this many metres is stored as invalid", parse=float,
+    max_depth_m: float | None = option(None, "store depth beyond this (m) as invalid", parse=float,
                                        aliases=("--max-depth",), shown="20 indoor, 120 otherwise")
-    assets: list[str] = option([], "a user asset library folder with library.json (added to the built-in one)",
+    assets: list[str] = option([], "your asset library folder (repeatable)",
                                repeat=True, metavar="DIR")
     builtin_assets: bool = option(True, "use the built-in asset library")
 
@@ -130,23 +125,13 @@ class RenderConfig:
             self.resolution = as_size(self.resolution)
 
     def validate(self) -> None:
-        if self.scene not in SCENE_FAMILIES:
-            raise ConfigError(f"unknown scene family {self.scene!r}; choose one of {', '.join(SCENE_FAMILIES)}")
-        unknown = [r for r in self.rooms if r not in ROOM_TYPES]
-        if unknown:
-            raise ConfigError(f"unknown room type {unknown[0]!r}; choose from {', '.join(ROOM_TYPES)}")
-        if self.materials not in MATERIAL_STYLES:
-            raise ConfigError(f"--materials must be one of {', '.join(MATERIAL_STYLES)}, got {self.materials!r}")
-        if self.viewpoint != "mixed" and self.viewpoint not in VIEWPOINTS:
-            raise ConfigError(f"--viewpoint must be mixed or one of {', '.join(VIEWPOINTS)}, got {self.viewpoint!r}")
+        check_choices(self)  # scene, rooms, materials, viewpoint, profile (camera: a preset or custom, below)
         if not 0.0 <= self.indoor_ratio <= 1.0:
             raise ConfigError(f"--indoor-ratio must be within [0, 1], got {self.indoor_ratio}")
         if self.camera != "custom" and self.camera not in CAMERA_PRESETS:
             raise ConfigError(
                 f"unknown camera preset {self.camera!r}; choose one of {', '.join(CAMERA_PRESETS)} "
                 "or give --intrinsics fx,fy,cx,cy,W,H")
-        if self.profile not in RENDER_PROFILES:
-            raise ConfigError(f"unknown render profile {self.profile!r}; choose one of {', '.join(RENDER_PROFILES)}")
         if self.views_per_scene < 1:
             raise ConfigError("--views-per-scene must be at least 1")
         if self.samples_per_shard < 1:

@@ -1,26 +1,32 @@
 """Command-line options generated from config dataclasses: each default and its help live once,
-on the dataclass field; `simgen` and `distill` build their flags from them.
+on the dataclass field; `simgen` and `distill` build their click options from them.
 
     @dataclass
     class TrainConfig:
         lr: float = option(1e-3, "student learning rate")
 
-    add_options(parser, TrainConfig)                # --lr, help "student learning rate (default 0.001)"
-    cfg = TrainConfig(**given(args, TrainConfig))  # only the flags the user typed; the rest: defaults
+    @click.command()
+    @click_options(TrainConfig)                     # --lr, help "student learning rate (default 0.001)"
+    def train(**_):
+        cfg = TrainConfig(**given(TrainConfig))    # only the flags the user typed; the rest: defaults
 
-Every generated flag has the default argparse.SUPPRESS, so `given` returns exactly what was typed
-and a config file (`--config FILE`) can be overridden flag by flag. The dataclass stays the one
-place that says what a default is.
+No generated option has a click default, so `given` returns exactly what was typed and a config
+file (`--config FILE`) can be overridden flag by flag. The dataclass stays the one place that says
+what a default is. Also here: ConfigError, Size (the project's one size convention) and its
+parser, and the checks every config shares (choices, config files).
 """
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
 import re
+import sys
 from pathlib import Path
 from typing import Any, Callable, NamedTuple
+
+import click
+from click.core import ParameterSource
 
 _MISSING = dataclasses.MISSING
 
@@ -31,15 +37,16 @@ class ConfigError(ValueError):
 
 def option(default: Any = _MISSING, help: str = "", *, parse: Callable[[str], Any] | None = None,
            choices: tuple | list | None = None, flag: str | None = None, aliases: tuple[str, ...] = (),
-           repeat: bool = False, cli: bool = True, metavar: str | None = None, shown: str | None = None) -> Any:
+           repeat: bool = False, cli: bool = True, metavar: str | None = None, shown: str | None = None,
+           expert: bool = False) -> Any:
     """A dataclass field with its command-line description.
 
     parse: turns the typed text into the value (default: from the default's type; bool is on|off);
     flag: the flag if not --field-name; aliases: other accepted flags; repeat: the flag may be given
     several times and collects a list; cli=False: API and config files only; shown: the default as
-    the help text shows it."""
+    the help text shows it; expert: a working flag left out of --help (listed by --help-all and the docs)."""
     meta = {"help": help, "parse": parse, "choices": choices, "flag": flag, "aliases": aliases, "repeat": repeat,
-            "cli": cli, "metavar": metavar, "shown": shown}
+            "cli": cli, "metavar": metavar, "shown": shown, "expert": expert}
     if isinstance(default, (list, dict, set)):
         value = default
         return dataclasses.field(default_factory=lambda: type(value)(value), metadata=meta)
@@ -67,7 +74,7 @@ def parse_size(text: str) -> Size:
     """'320x240' -> Size(width=320, height=240)."""
     m = re.fullmatch(r"\s*(\d+)\s*[xX]\s*(\d+)\s*", str(text))
     if not m:
-        raise argparse.ArgumentTypeError(f"must be WIDTHxHEIGHT (e.g. 320x240), got {text!r}")
+        raise ConfigError(f"must be WIDTHxHEIGHT (e.g. 320x240), got {text!r}")
     return Size(int(m.group(1)), int(m.group(2)))
 
 
@@ -90,21 +97,21 @@ def positive_int(text: str) -> int:
     try:
         value = int(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a whole number, got {text!r}") from None
+        raise ConfigError(f"must be a whole number, got {text!r}") from None
     if value < 1:
-        raise argparse.ArgumentTypeError(f"must be positive, got {value}")
+        raise ConfigError(f"must be positive, got {value}")
     return value
 
 
 def png_path(text: str) -> str:
     if Path(text).suffix.lower() != ".png":
-        raise argparse.ArgumentTypeError(f"must be a .png file name, got {text!r}")
+        raise ConfigError(f"must be a .png file name, got {text!r}")
     return text
 
 
 def on_off(text: str) -> bool:
     if text not in ("on", "off"):
-        raise argparse.ArgumentTypeError(f"must be on or off, got {text!r}")
+        raise ConfigError(f"must be on or off, got {text!r}")
     return text == "on"
 
 
@@ -139,67 +146,115 @@ def flag_name(f: dataclasses.Field, prefix: str = "") -> str:
     return f.metadata.get("flag") or "--" + prefix + f.name.replace("_", "-")
 
 
-def add_options(parser: argparse.ArgumentParser | Any, cls: type, prefix: str = "", skip: tuple[str, ...] = (),
-                required: tuple[str, ...] = (), required_note: str = "required") -> None:
-    """One flag per field of `cls` (see `option`). Fields in `required` are marked so in the help;
-    the caller checks them (after merging a --config file, where there is one)."""
-    for f in dataclasses.fields(cls):
-        meta = f.metadata
-        if f.name in skip or not meta.get("cli", True):
-            continue
-        default = _default(f)
-        parse = meta.get("parse")
-        kwargs: dict[str, Any] = {"default": argparse.SUPPRESS, "dest": prefix.replace("-", "_") + f.name}
-        if parse is None and isinstance(default, bool):
-            parse = on_off
-            kwargs.update(nargs="?", const=True, metavar="on|off")  # `--flag` alone means on
-        elif parse is auto_on_off:
-            kwargs.update(nargs="?", const="on", metavar="auto|on|off")
-        elif parse is None and default not in (None, _MISSING) and not isinstance(default, (list, tuple, dict)):
-            parse = type(default)
-        if parse is not None:
-            kwargs["type"] = typed(parse)
-        if meta.get("choices"):
-            kwargs["choices"] = meta["choices"]
-        if meta.get("metavar"):
-            kwargs["metavar"] = meta["metavar"]
-        elif parse is parse_size:
-            kwargs["metavar"] = "WxH"
-        elif "metavar" not in kwargs and not meta.get("choices"):
-            kwargs["metavar"] = f.name.upper()
-        if meta.get("repeat"):
-            kwargs["action"] = "append"
-        text = meta.get("help", "")
-        if f.name in required:
-            text += f" ({required_note})"
-        elif default is not _MISSING:
-            text += f" (default {meta.get('shown') or _shown(default)})"
-        parser.add_argument(flag_name(f, prefix), *meta.get("aliases", ()), help=text, **kwargs)
+class Parsed(click.ParamType):
+    """A click type made of one of the project's parse functions: its ConfigError is the message."""
 
+    def __init__(self, parse: Callable[[str], Any], name: str):
+        self.parse, self.name = parse, name
 
-def typed(parse: Callable[[str], Any]) -> Callable[[str], Any]:
-    """argparse shows the message of an ArgumentTypeError only: keep ours for ConfigError too."""
-    def checked(text: str) -> Any:
+    def convert(self, value: Any, param: Any, ctx: Any) -> Any:
+        if not isinstance(value, str):
+            return value
         try:
-            return parse(text)
-        except ConfigError as e:
-            raise argparse.ArgumentTypeError(str(e)) from None
-    checked.__name__ = getattr(parse, "__name__", "value")
-    return checked
+            return self.parse(value)
+        except (ConfigError, ValueError) as e:
+            self.fail(str(e), param, ctx)
 
 
-def given(args: argparse.Namespace, cls: type, prefix: str = "") -> dict[str, Any]:
-    """The fields of `cls` whose flags were typed, by field name."""
+class Choice(click.Choice):
+    """click.Choice with the project's wording: invalid choice: 'x' (choose from a, b)."""
+
+    def convert(self, value: Any, param: Any, ctx: Any) -> Any:
+        if value in self.choices:
+            return value
+        self.fail(f"invalid choice: {value!r} (choose from {', '.join(map(str, self.choices))})", param, ctx)
+
+
+def _click_type(f: dataclasses.Field, default: Any) -> tuple[Any, dict[str, Any]]:
+    """The click type of a field, and the options an optional-value flag needs (`--flag` alone = on)."""
+    meta, parse = f.metadata, f.metadata.get("parse")
+    if meta.get("choices"):
+        return Choice([str(c) for c in meta["choices"]]), {}
+    if parse is None and isinstance(default, bool):
+        return Parsed(on_off, "on|off"), {"is_flag": False, "flag_value": True, "metavar": "on|off"}
+    if parse is auto_on_off:
+        return Parsed(auto_on_off, "auto|on|off"), {"is_flag": False, "flag_value": "on", "metavar": "auto|on|off"}
+    if parse is None and default not in (None, _MISSING) and not isinstance(default, (list, tuple, dict)):
+        parse = type(default)
+    if parse is None:
+        return click.STRING, {}
+    return Parsed(parse, getattr(parse, "__name__", "value")), {"metavar": "WxH"} if parse is parse_size else {}
+
+
+def click_options(cls: type, prefix: str = "", skip: tuple[str, ...] = (), required: tuple[str, ...] = (),
+                  required_note: str = "required", experts: bool = False) -> Callable[[Callable], Callable]:
+    """A decorator adding one click option per field of `cls` (see `option`); the parameter of field F
+    is named PREFIX_F. Fields in `required` are marked so in the help; the caller checks them (after
+    merging a --config file, where there is one). `experts`: show the expert options in --help too."""
+    def decorate(fn: Callable) -> Callable:
+        for f in reversed(dataclasses.fields(cls)):
+            if f.name not in skip and f.metadata.get("cli", True):
+                fn = click.option(flag_name(f, prefix), *f.metadata.get("aliases", ()),
+                                  prefix.replace("-", "_") + f.name,
+                                  **_option_kwargs(f, f.name in required, required_note, experts))(fn)
+        return fn
+    return decorate
+
+
+def _option_kwargs(f: dataclasses.Field, required: bool, required_note: str, experts: bool) -> dict[str, Any]:
+    meta, default = f.metadata, _default(f)
+    kind, extra = _click_type(f, default)
+    text = meta.get("help", "")
+    if required:
+        text += f" ({required_note})"
+    elif default is not _MISSING:
+        text += f" (default {meta.get('shown') or _shown(default)})"
+    kwargs = {"type": kind, "default": None, "help": text, "hidden": meta.get("expert", False) and not experts,
+              "multiple": meta.get("repeat", False), **extra}
+    if meta.get("metavar"):
+        kwargs["metavar"] = meta["metavar"]
+    elif "metavar" not in kwargs and not meta.get("choices"):
+        kwargs["metavar"] = {int: "N", float: "X"}.get(meta.get("parse") or type(default), "TEXT")
+    return kwargs
+
+
+def given(cls: type, prefix: str = "", ctx: click.Context | None = None) -> dict[str, Any]:
+    """The fields of `cls` whose flags were typed on the command line, by field name."""
+    ctx = ctx or click.get_current_context()
     dest = prefix.replace("-", "_")
-    return {f.name: getattr(args, dest + f.name) for f in dataclasses.fields(cls) if hasattr(args, dest + f.name)}
+    typed = {f.name: ctx.params[dest + f.name] for f in dataclasses.fields(cls)
+             if ctx.get_parameter_source(dest + f.name) == ParameterSource.COMMANDLINE}
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in typed.items()}
+
+
+def show_all_options(ctx: click.Context, _param: Any, value: bool) -> None:
+    """--help-all: the help with the expert options too."""
+    if value and not ctx.resilient_parsing:
+        for p in ctx.command.params:
+            p.hidden = False
+        click.echo(ctx.get_help())
+        ctx.exit()
+
+
+def check_choices(obj: Any, error: type[Exception] = ConfigError, prefix: str = "") -> None:
+    """Every field of the dataclass `obj` that declares `choices` holds one of them (each item, for a list
+    field): the one check, for values from flags, config files and the API alike."""
+    for f in dataclasses.fields(obj):
+        choices = f.metadata.get("choices")
+        value = getattr(obj, f.name)
+        for item in (value if isinstance(value, (list, tuple)) else [value]) if choices else []:
+            if item not in choices:
+                raise error(f"{flag_name(f, prefix)} {item!r}: choose one of {', '.join(map(str, choices))}")
 
 
 def field_names(cls: type) -> set[str]:
     return {f.name for f in dataclasses.fields(cls)}
 
 
-def read_config_file(path: str | Path, cls: type) -> dict[str, Any]:
-    """The fields of a config written by a run (JSON); unknown keys are an error naming them."""
+def read_config_file(path: str | Path, cls: type,
+                     clean: Callable[[dict[str, Any], str], dict[str, Any]] | None = None) -> dict[str, Any]:
+    """The fields of a config written by a run (JSON); unknown keys are an error naming them. `clean`
+    (data, where) -> data first drops or refuses what the class no longer has (retired fields)."""
     try:
         data = json.loads(Path(path).read_text())
     except FileNotFoundError:
@@ -208,7 +263,42 @@ def read_config_file(path: str | Path, cls: type) -> dict[str, Any]:
         raise ConfigError(f"--config {path}: not a readable JSON config ({e})") from None
     if not isinstance(data, dict):
         raise ConfigError(f"--config {path}: expected a JSON object of {cls.__name__} fields")
+    if clean is not None:
+        data = clean(data, f"--config {path}")
     unknown = sorted(set(data) - field_names(cls))
     if unknown:
         raise ConfigError(f"--config {path}: unknown fields {', '.join(unknown)} (not in {cls.__name__})")
     return data
+
+
+def run_cli(group: click.Group, prog: str, argv: list[str] | None, errors: Callable[[], tuple],
+            interrupted: str) -> int:
+    """Run a click group as `prog`: its exit status, usage errors and the project's own errors as one line
+    (`--debug` shows their traceback), Ctrl-C as status 130 with `interrupted` said."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        return group.main(args=argv, prog_name=prog, standalone_mode=False) or 0
+    except click.exceptions.Exit as e:
+        return e.exit_code
+    except click.UsageError as e:
+        return _usage_error(prog, e)
+    except (KeyboardInterrupt, click.exceptions.Abort):
+        print(f"\n{prog}: interrupted; {interrupted}", file=sys.stderr)
+        return 130
+    except errors() as e:
+        if "--debug" in argv:
+            raise
+        print(f"{prog}: error: {e}", file=sys.stderr)
+        return 2
+
+
+def _usage_error(prog: str, e: click.UsageError) -> int:
+    """argparse's form: the usage line, then `PROG CMD: error: --flag: what is wrong`."""
+    where = e.ctx.command_path if e.ctx else prog
+    if e.ctx:
+        print(e.ctx.get_usage(), file=sys.stderr)
+    message = e.format_message()
+    if isinstance(e, click.BadParameter) and not isinstance(e, click.MissingParameter) and e.param is not None:
+        message = f"{e.param.opts[0] if e.param.opts else e.param.human_readable_name}: {e.message}"
+    print(f"{where}: error: {message}", file=sys.stderr)
+    return e.exit_code

@@ -7,7 +7,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
-from simgen.shards import DatasetReader, Sample, ShardError
+from simgen.shards import Sample, ShardError
+from simgen.dataset import DatasetReader
 
 # Viridis (perceptually uniform, readable in grey), as 11 control points interpolated linearly.
 _MAP = np.array([[0.267, 0.005, 0.329], [0.283, 0.141, 0.458], [0.254, 0.265, 0.530], [0.207, 0.372, 0.553],

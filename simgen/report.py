@@ -7,7 +7,8 @@ from typing import Any
 
 import numpy as np
 
-from simgen.shards import DatasetReader, ShardError
+from simgen.shards import ShardError
+from simgen.dataset import DatasetReader
 
 
 def inspect_dataset(root: str | Path, verify: bool = True, max_samples: int | None = None) -> dict[str, Any]:

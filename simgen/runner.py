@@ -17,9 +17,10 @@ import threading
 from pathlib import Path
 from typing import Any, Iterable
 
-from simgen import __version__, shards
+from simgen import dataset, shards, __version__
 from simgen.assets import BUILTIN_DIR, load_libraries, same_libraries
 from simgen.config import RenderConfig
+from simgen.runs import differences, sha256_file
 from simgen.worker import ShardTask
 
 # Every shard is rendered by a fresh process. Blender leaks memory across scenes, and, measured
@@ -47,10 +48,6 @@ def _new_manifest(config: RenderConfig, seed: int, n: int, digests: list[str]) -
     return shards.new_manifest(depth_scale=config.resolved_depth_scale(), max_depth_m=config.resolved_max_depth(),
                                samples_per_shard=config.samples_per_shard, n=n, config=config.to_dict(), seed=seed,
                                generator=f"simgen {__version__}", assets=digests)
-
-
-def _differences(a: dict[str, Any], b: dict[str, Any]) -> list[str]:
-    return sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
 
 
 def open_dataset_for_render(out: Path, config: RenderConfig, seed: int, n: int,
@@ -85,13 +82,13 @@ def open_dataset_for_render(out: Path, config: RenderConfig, seed: int, n: int,
         return manifest
 
     check_not_foreign()  # before the lock file is created: a foreign directory is left untouched
-    with shards.manifest_lock(out):
+    with dataset.manifest_lock(out):
         manifest = check_not_foreign()
         if manifest is None:
             manifest = _new_manifest(config, seed, n, digests)
             shards.save_manifest(out, manifest)
             return manifest
-        diff = _differences(manifest["config"], config.to_dict())
+        diff = differences(manifest["config"], config.to_dict())
         if diff or manifest["seed"] != seed or not same_libraries(manifest["assets"], digests):
             what = ", ".join(diff) if diff else ("--seed" if manifest["seed"] != seed else
                                                  "asset libraries: a library.json or a file it references changed")
@@ -133,14 +130,14 @@ def damaged_shards(out: Path, manifest: dict[str, Any], verify: bool = False) ->
     Intact files whose time changed (a copied dataset) get their new time recorded: hashed once."""
     damaged, retimed = set(), {}
     for name, record in manifest["shards"].items():
-        if not shards.shard_intact(out, record, verify):
+        if not dataset.shard_intact(out, record, verify):
             damaged.add(name)
             continue
         mtime = (out / shards.SHARD_DIR / name).stat().st_mtime_ns
         if record.get("mtime_ns") != mtime:
             retimed[name] = mtime
     if retimed:
-        with shards.manifest_lock(out):
+        with dataset.manifest_lock(out):
             current = shards.load_manifest(out)
             for name, mtime in retimed.items():
                 if name in current["shards"]:
@@ -165,8 +162,8 @@ def _adopt_or_clean(out: Path, manifest: dict[str, Any], todo: list[tuple[int, i
             except shards.ShardError:
                 indices = []
             if indices == list(range(start, stop)):
-                shards.commit_shard(out, {"name": final.name, "first_index": start, "count": stop - start,
-                                   "sha256": shards.sha256_file(final), "bytes": final.stat().st_size,
+                dataset.commit_shard(out, {"name": final.name, "first_index": start, "count": stop - start,
+                                   "sha256": sha256_file(final), "bytes": final.stat().st_size,
                                    "rejected": {}, "forced_views": 0, "adopted": True})
                 continue
         remaining.append((k, start, stop))
@@ -300,7 +297,7 @@ def render(out: str | Path, config: RenderConfig, seed: int, n: int, workers: in
                "repaired": sorted(damaged & {shards.shard_name(k) for k, _, _ in todo})}
 
     def on_done(record: dict[str, Any]) -> None:
-        shards.commit_shard(out, record)
+        dataset.commit_shard(out, record)
         summary["rendered"] += record["count"]
         for reason, count in record.get("rejected", {}).items():
             summary["rejected"][reason] = summary["rejected"].get(reason, 0) + count

@@ -21,7 +21,8 @@ import numpy as np
 
 from simgen.assets import Library
 from simgen.config import RenderConfig
-from simgen.indoor import DEFAULT_ROOMS, VIEWPOINT_MIX, VIEWPOINTS, build_room
+from simgen.indoor import build_room
+from simgen.rooms import DEFAULT_ROOMS, VIEWPOINT_MIX, VIEWPOINTS
 from simgen.layout import Builder, footprint, footprint_corners, point_in_footprint, top
 from simgen.outdoor import build_street
 

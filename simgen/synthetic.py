@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from simgen import shards
+from simgen import dataset, shards
 
 DEPTH_SCALE = 1000.0  # millimetres, as simgen's indoor default
 MAX_DEPTH_M = 10.0
@@ -36,7 +36,7 @@ def write_synthetic_dataset(root: Path, n: int = 24, size: tuple[int, int] = (48
     """Write an n-sample synthetic dataset of HxW `size` images to `root` (a new directory)."""
     rng = np.random.default_rng(seed)
     config = {"synthetic": True, "height": size[0], "width": size[1]}
-    with shards.DatasetWriter(root, depth_scale=DEPTH_SCALE, max_depth_m=MAX_DEPTH_M, samples_per_shard=samples_per_shard,
+    with dataset.DatasetWriter(root, depth_scale=DEPTH_SCALE, max_depth_m=MAX_DEPTH_M, samples_per_shard=samples_per_shard,
                               config=config, seed=seed, generator="simgen.synthetic") as writer:
         for i in range(n):
             writer.add(synthetic_sample(i, size, rng))

@@ -335,7 +335,7 @@ def render_shard(task: ShardTask, on_sample: Callable[[int], None] | None = None
 
     Returns the shard's manifest record (simgen.shards.stage_shard: the file is still under its
     temporary name) plus "rejected" ({reason: count} of degenerate views) and "forced_views"; the
-    runner commits it (simgen.shards.commit_shard renames it into place)."""
+    runner commits it (simgen.dataset.commit_shard renames it into place)."""
     config = RenderConfig.from_dict(task.config)
     bproc = import_blenderproc()
     _setup_renderer(bproc, config, task.threads)

@@ -103,17 +103,14 @@ def test_inspect_and_preview_of_a_dataset_written_without_the_renderer(synthetic
 
 def test_render_flags_build_the_same_config_as_the_api():
     """The CLI's defaults are RenderConfig's: no flag given = RenderConfig()."""
-    from simgen.cli import build_parser, config_from_args
+    from simgen.cli import parse_render_config as parse
     from simgen.config import RenderConfig
 
-    args = build_parser().parse_args(["render", "--n", "4", "--out", "o"])
-    assert config_from_args(args) == RenderConfig()
-    args = build_parser().parse_args(["render", "--n", "4", "--out", "o", "--intrinsics", "500,500,160,120,320,240",
-                                      "--shard-size", "8"])
-    cfg = config_from_args(args)
+    assert parse(["--n", "4", "--out", "o"]) == RenderConfig()
+    cfg = parse(["--n", "4", "--out", "o", "--intrinsics", "500,500,160,120,320,240", "--shard-size", "8"])
     assert cfg.camera == "custom" and cfg.resolution is None and cfg.samples_per_shard == 8
     assert cfg.resolved_intrinsics().width == 320  # the intrinsics' own size, not the default resolution
-    args = build_parser().parse_args(["render", "--n", "4", "--out", "o", "--rooms", "kitchen", "--rooms", "office",
-                                      "--materials", "random", "--viewpoint", "tabletop"])
-    cfg = config_from_args(args)
+    cfg = parse(["--n", "4", "--out", "o", "--rooms", "kitchen", "--rooms", "office", "--materials", "random",
+                 "--viewpoint", "tabletop", "--no-builtin-assets", "--assets", "lib"])
+    assert cfg.builtin_assets is False and len(cfg.assets) == 1
     assert (cfg.rooms, cfg.materials, cfg.viewpoint) == (["kitchen", "office"], "random", "tabletop")

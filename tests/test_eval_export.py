@@ -214,10 +214,10 @@ def test_an_unexpected_error_keeps_its_traceback(tmp_path, monkeypatch):
     """Only the project's own errors become one line: a bug elsewhere shows where it happened."""
     import distill.cli as cli
 
-    def broken(args):
+    def broken(*args, **kwargs):
         raise RuntimeError("shape mismatch deep inside torch")
 
-    monkeypatch.setattr(cli, "_export", broken)
+    monkeypatch.setattr(cli, "_load_model_flag", broken)
     with pytest.raises(RuntimeError, match="shape mismatch"):
         cli.main(["export", "--model", "m.pt", "--format", "onnx", "--out", "x.onnx"])
 

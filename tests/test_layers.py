@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from distill.layers import (BNStatsHook, FeatureTap, align_prediction, bn_layers, compute_depth_errors, depth_kd_loss,
-                            eval_mask, feature_hint_loss, select_bn_layers, ssi_kd_loss)
+                            eval_mask, feature_hint_loss, ssi_kd_loss)
 
 
 def test_bn_statistics_loss_equals_a_hand_computation():
@@ -66,59 +66,6 @@ def test_kd_losses_vanish_only_at_the_teacher():
     assert depth_kd_loss(t * 1.1, t)["depth"].item() == pytest.approx(math.log(1.1), rel=1e-4)
     assert ssi_kd_loss(t * 2 + 1, t)["total"].item() == pytest.approx(0, abs=1e-4)  # scale/shift invariant
     assert ssi_kd_loss(t.flip(-1), t)["total"].item() > 0.01
-
-
-def test_total_variation_counts_neighbour_differences():
-    from distill.layers import total_variation
-
-    flat = torch.full((1, 3, 8, 8), 0.5)
-    assert total_variation(flat) == 0
-    ramp = torch.arange(8.0).repeat(1, 3, 8, 1)  # +1 per column, constant down the rows
-    assert torch.isclose(total_variation(ramp), torch.tensor(1.0))
-    checker = (torch.arange(8)[:, None] + torch.arange(8)[None, :]) % 2
-    assert torch.isclose(total_variation(checker.float()[None, None]), torch.tensor(2.0))
-
-
-def test_bn_layer_sets_split_the_layers_in_model_order():
-    net = torch.nn.Sequential(*[torch.nn.BatchNorm2d(c) for c in (1, 2, 3, 4, 5)])
-    layers = bn_layers(net)
-    chosen = lambda spec: [(m.num_features, w) for m, w in select_bn_layers(layers, spec)]  # noqa: E731
-    assert chosen("all") == [(1, 1), (2, 1), (3, 1), (4, 1), (5, 1)]
-    assert chosen("early") == [(1, 1), (2, 1), (3, 1)] and chosen("late") == [(4, 1), (5, 1)]
-    assert chosen("0.25:2") == [(1, 0.25), (2, 0.25), (3, 0.25), (4, 2), (5, 2)]
-    assert chosen("0:1") == chosen("late") and chosen("1:1") == chosen("all")
-    assert [(m.num_features, w) for m, w in select_bn_layers(layers[:1], "late")] == [(1, 1)]  # never an empty term
-    for bad in ("mid", "1:2:3", "a:1", "0:0", "-1:1", "inf:1"):
-        with pytest.raises(ValueError, match=f"bn_layers '{bad}'"):
-            select_bn_layers(layers, bad)
-
-
-
-
-def test_render_depth_loss_is_free_only_in_what_the_teacher_kind_leaves_free():
-    """T's --w-render-depth term: zero when the teacher's output is the render depth up to a per-image
-    scale (metric) or scale and shift (relative kinds), positive for a wrong shape; pixels with depth
-    0 and images without any do not count."""
-    from distill.teacher import render_depth_loss
-
-    torch.manual_seed(0)
-    depth = 0.5 + 4 * torch.rand(3, 1, 8, 10)
-    scale = torch.tensor([0.5, 1.0, 3.0]).view(3, 1, 1, 1)
-    assert render_depth_loss("metric", depth * scale, depth).item() == pytest.approx(0, abs=1e-5)
-    assert render_depth_loss("metric", depth * scale + 1.0, depth).item() > 0.05  # a shift is an error
-    assert render_depth_loss("relative", 2.0 / depth + 0.3, depth).item() == pytest.approx(0, abs=1e-4)
-    assert render_depth_loss("relative", depth, depth).item() > 0.05  # depth is not inverse depth
-    assert render_depth_loss("relative-depth", 2.0 * depth - 0.2, depth).item() == pytest.approx(0, abs=1e-4)
-    # holes and non-renders: whatever the teacher says there costs nothing
-    wrong = depth * scale
-    wrong[:, :, :, :3] = 100.0
-    holed = depth.clone()
-    holed[:, :, :, :3] = 0
-    holed[2] = 0  # an --images sample
-    assert render_depth_loss("metric", wrong, holed).item() == pytest.approx(0, abs=1e-5)
-    assert render_depth_loss("metric", wrong, depth).item() > 0.05
-    none = render_depth_loss("metric", wrong.requires_grad_(), torch.zeros_like(depth))
-    assert none.item() == 0 and none.requires_grad
 
 
 def test_feature_hint_loss_counts_every_level_alike_and_is_zero_only_on_a_match():

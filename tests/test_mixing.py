@@ -29,15 +29,6 @@ def test_mixing_changes_only_pixels_under_pasted_masks():
     assert torch.equal(batch()[0], rgb)
 
 
-def test_depth_aware_mixing_only_covers_farther_surfaces():
-    rgb, depth, inst = batch()
-    depth[:, :, :, :20] = 1.0  # the left half is nearer than every object
-    _, m_depth, _, pasted = mix_objects(rgb, depth, inst, MixConfig(prob=1.0, max_objects=3, depth_aware=True),
-                                        torch.Generator().manual_seed(2))
-    assert not pasted[..., :20].any()
-    assert (m_depth[pasted] < depth[pasted]).all()
-
-
 def test_no_mixing_when_probability_is_zero():
     rgb, depth, inst = batch()
     _, _, _, pasted = mix_objects(rgb, depth, inst, MixConfig(prob=0.0))

@@ -8,63 +8,13 @@ from distill.networks import (build_depth_model, count_macs, count_params, hinte
 from distill.networks.decoder import DepthDecoder
 from distill.networks.mobilenetv2 import MobileNetV2Encoder
 from distill.networks.resnet import ResNetEncoder
-from distill.networks.transform import PhotometricTransform, TransformNet, build_transform
+from distill.networks.transform import TransformNet
 from simgen.options import ConfigError
 
 
 def test_transformation_network_is_the_identity_at_init():
     x = torch.rand(2, 3, 32, 48)
     assert torch.equal(TransformNet()(x), x)
-    x[0, :, :4] = 0  # black pixels too (the gamma's floor)
-    assert torch.allclose(PhotometricTransform()(x), x, atol=1e-6)
-
-
-def _photometric_with(**params):
-    """A photometric T whose head outputs fixed pre-tanh values for the named parameters."""
-    net = PhotometricTransform()
-    slots = {"gain": slice(0, 3), "offset": slice(3, 6), "contrast": 6, "saturation": 7, "gamma": 8, "blur": 9,
-             "noise": 10}
-    with torch.no_grad():
-        for name, value in params.items():
-            net.params[-1].bias[slots[name]] = value
-    return net
-
-
-def test_photometric_transform_changes_looks_not_content():
-    torch.manual_seed(0)
-    x = torch.rand(2, 3, 32, 48) * 0.5 + 0.25
-    atanh = lambda v: float(torch.atanh(torch.tensor(v)))  # noqa: E731
-    # a gain of exp(0.5 * 0.5) on every channel multiplies the image
-    brighter = _photometric_with(gain=atanh(0.5))(x)
-    assert torch.allclose(brighter, x * torch.exp(torch.tensor(0.25)), atol=1e-5)
-    # zero saturation leaves a grey image; zero contrast is not reachable, lower contrast shrinks the spread
-    greyer = _photometric_with(saturation=-20.0)(x)
-    assert greyer.std(1).mean() < 0.5 * x.std(1).mean()
-    flatter = _photometric_with(contrast=-20.0)(x)
-    assert flatter.std() < 0.6 * x.std() and torch.allclose(flatter.mean(), x.mean(), atol=1e-4)
-    # blur lowers the high frequencies, sharpening raises them; the noise is fresh on every call
-    tv = lambda im: (im[..., 1:] - im[..., :-1]).abs().mean()  # noqa: E731
-    assert tv(_photometric_with(blur=5.0)(x)) < 0.7 * tv(x) < tv(_photometric_with(blur=-5.0)(x))
-    noisy = _photometric_with(noise=5.0)
-    assert not torch.equal(noisy(x), noisy(x)) and (noisy(x) - x).std() > 0.05
-    # the parameters are per image: the net reads each image
-    assert _photometric_with(gain=1.0)(x).shape == x.shape
-    with pytest.raises(ValueError, match="choose one of residual, photometric"):
-        build_transform("gan")
-
-
-def test_photometric_parameters_learn_from_a_loss_on_the_output():
-    """From the identity, gradient descent on 'make the image darker' must move the gain down."""
-    torch.manual_seed(0)
-    x = torch.rand(4, 3, 32, 48)
-    net = PhotometricTransform()
-    opt = torch.optim.Adam(net.parameters(), lr=1e-2)
-    for _ in range(30):
-        loss = (net(x).mean() - 0.25) ** 2
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-    assert net(x).mean() < x.mean() - 0.1
 
 
 def test_encoders_use_torchvision_parameter_names(tmp_path):
@@ -110,16 +60,6 @@ def test_size_counters():
     assert count_params(student) < count_params(teacher) / 4
 
 
-@pytest.mark.parametrize("arch", ["mobilenetv2", "resnet18"])
-def test_start_at_depth_sets_where_an_untrained_model_predicts(arch):
-    torch.manual_seed(0)
-    model = build_depth_model(arch, 0.1, 10.0).eval()
-    image = torch.rand(2, 3, 64, 96)
-    assert model(image).median() < 0.3  # the sigmoid's middle: about 0.2 m
-    model.start_at_depth(2.5)
-    assert model(image).median().item() == pytest.approx(2.5, rel=0.05)
-
-
 def test_a_resnet10_inherits_the_first_block_of_each_stage_of_a_resnet34():
     teacher, student = build_depth_model("resnet34"), build_depth_model("resnet10")
     assert inherit_weights(student, teacher) == len(student.state_dict())
@@ -140,15 +80,7 @@ def test_feature_hints_need_encoders_with_the_teachers_channels():
         require_matching_features(build_depth_model("mobilenetv2"), build_depth_model("resnet18"))
     with pytest.raises(ConfigError, match="depth model of this project"):
         require_matching_features(build_depth_model("resnet10"), torch.nn.Conv2d(3, 1, 3))
-
-
-def test_decoder_hints_need_the_teachers_decoder_widths_and_tap_encoder_then_blocks():
-    student, teacher = build_depth_model("resnet10"), build_depth_model("resnet18")
-    require_matching_features(student, teacher, decoder=True)  # the same decoder: fine
-    assert hinted_modules(student, "encoder") == (student.encoder,)
-    assert hinted_modules(student, "all") == (student.encoder, *student.decoder.blocks)
+    student = build_depth_model("resnet10")
+    assert hinted_modules(student) == (student.encoder,)
     student.decoder = DepthDecoder(student.encoder.channels, width=(128, 64, 32, 16, 8))
-    require_matching_features(student, teacher)  # encoder hints only: the decoder does not matter
-    with pytest.raises(ConfigError, match=re.escape("decoder blocks output [128, 64, 32, 16, 8] channels, the "
-                                                    "teacher's [256, 128, 64, 32, 16]")):
-        require_matching_features(student, teacher, decoder=True)
+    require_matching_features(student, build_depth_model("resnet18"))  # encoder hints: the decoder does not matter

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from simgen import shards
+from simgen import dataset, shards
 from simgen.config import RenderConfig
 from simgen.runner import (DatasetError, _adopt_or_clean, damaged_shards, iter_shard_ranges, open_dataset_for_render,
                            plan, render)
@@ -56,7 +56,7 @@ def test_resume_skips_committed_shards_and_extension_regrows_the_last_one(tmp_pa
     out = tmp_path / "ds"
     m = open_dataset_for_render(out, RenderConfig(samples_per_shard=4), seed=0, n=6)
     for k, a, b in plan(m, 6):
-        shards.commit_shard(out, shards.write_shard(out / "shards" / shards.shard_name(k),
+        dataset.commit_shard(out, shards.write_shard(out / "shards" / shards.shard_name(k),
                                              [make_sample(i) for i in range(a, b)], 1000.0))
     m = open_dataset_for_render(out, RenderConfig(samples_per_shard=4), seed=0, n=6)
     assert plan(m, 6) == []
@@ -87,7 +87,7 @@ def test_job_array_parts_cover_every_shard_once():
 
 
 def _commit(out, k, indices):
-    return shards.commit_shard(out, shards.stage_shard(out / "shards" / shards.shard_name(k),
+    return dataset.commit_shard(out, shards.stage_shard(out / "shards" / shards.shard_name(k),
                                                        [make_sample(i) for i in indices], 1000.0))
 
 
@@ -115,7 +115,7 @@ def test_a_missing_or_damaged_committed_shard_is_planned_again(tmp_path):
     assert shards.shard_name(2) in damaged_shards(out, m, verify=True)
     # the repaired shard (same samples) replaces the damaged file under its committed name
     _commit(out, 1, range(2, 4))
-    assert shards.shard_intact(out, shards.load_manifest(out)["shards"][shards.shard_name(1)], verify=True)
+    assert dataset.shard_intact(out, shards.load_manifest(out)["shards"][shards.shard_name(1)], verify=True)
 
 
 def test_a_shard_range_past_the_end_is_an_error(tmp_path):

@@ -5,7 +5,7 @@ import pytest
 
 from simgen.assets import BUILTIN_DIR, load_libraries
 from simgen.config import RenderConfig
-from simgen.indoor import DEFAULT_ROOMS, ROOM_TYPES, VIEWPOINT_MIX, VIEWPOINTS
+from simgen.rooms import DEFAULT_ROOMS, ROOM_TYPES, VIEWPOINT_MIX, VIEWPOINTS
 from simgen.layout import footprint as _footprint
 from simgen.layout import footprints_overlap, top
 from simgen.scene import camera_blocked, room_type, sample_camera, sample_scene, scene_family
@@ -144,7 +144,8 @@ def test_mixed_viewpoints_and_default_rooms_follow_their_shares():
 
 @pytest.mark.parametrize("index", range(8))
 def test_doors_are_kept_clear_and_openings_cut_their_walls(index):
-    from simgen.indoor import DOOR_CLEARANCE, room_walls
+    from simgen.indoor import room_walls
+    from simgen.rooms import DOOR_CLEARANCE
     s = sample_scene(RenderConfig(scene="indoor", rooms=["corridor"]), LIB, 5, index)
     W, D, H = s["room"]
     walls = room_walls(W, D)
@@ -179,5 +180,5 @@ def test_user_categories_show_up_in_rooms():
 
 def test_unknown_room_type_is_refused():
     from simgen.options import ConfigError
-    with pytest.raises(ConfigError, match="unknown room type 'attic'"):
+    with pytest.raises(ConfigError, match="--rooms 'attic': choose one of"):
         RenderConfig(rooms=["attic"]).validate()

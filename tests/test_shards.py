@@ -6,14 +6,15 @@ import numpy as np
 import pytest
 
 from conftest import make_sample
-from simgen import shards
+from simgen import dataset, shards
+from simgen.runs import sha256_file
 
 
 def test_sample_round_trip_keeps_rgb_instances_and_depth_to_the_unit(tmp_path):
     samples = [make_sample(i) for i in range(5, 8)]
     record = shards.write_shard(tmp_path / "shard-000000.tar", samples, depth_scale=1000.0)
     assert record["count"] == 3 and record["first_index"] == 5
-    assert record["sha256"] == shards.sha256_file(tmp_path / "shard-000000.tar")
+    assert record["sha256"] == sha256_file(tmp_path / "shard-000000.tar")
     back = list(shards.iter_shard(tmp_path / "shard-000000.tar", 1000.0))
     assert [s.index for s in back] == [5, 6, 7]
     for a, b in zip(samples, back):
@@ -79,7 +80,7 @@ def test_dataset_reads_only_committed_shards_and_verifies_checksums(tmp_path):
     shards.write_shard(tmp_path / "shards" / shards.shard_name(1), [make_sample(2)], 1000.0)  # not committed
     shards.save_manifest(tmp_path, {"format": shards.FORMAT_NAME, "version": 1, "n": 3,
                                     "depth": {"scale": 1000.0}, "shards": {rec["name"]: rec}})
-    ds = shards.DatasetReader(tmp_path)
+    ds = dataset.DatasetReader(tmp_path)
     assert len(ds) == 2 and [s.index for s in ds.iter_samples()] == [0, 1]
     assert ds.verify(rec) is None
     with open(tmp_path / "shards" / rec["name"], "r+b") as f:
@@ -90,31 +91,31 @@ def test_dataset_reads_only_committed_shards_and_verifies_checksums(tmp_path):
 
 def test_dataset_writer_splits_commits_and_completes(tmp_path):
     root = tmp_path / "ds"
-    with shards.DatasetWriter(root, depth_scale=1000.0, max_depth_m=10.0, samples_per_shard=2, generator="test") as w:
+    with dataset.DatasetWriter(root, depth_scale=1000.0, max_depth_m=10.0, samples_per_shard=2, generator="test") as w:
         for i in range(5):
             w.add(make_sample(i))
-        assert not shards.DatasetReader(root).complete  # n is set when the writer closes
-    ds = shards.DatasetReader(root)
+        assert not dataset.DatasetReader(root).complete  # n is set when the writer closes
+    ds = dataset.DatasetReader(root)
     assert ds.complete and len(ds) == 5 and ds.manifest["n"] == 5
     assert [r["count"] for r in ds.shards] == [2, 2, 1]
     assert [s.index for s in ds.iter_samples()] == list(range(5))
     assert all(ds.verify(r) is None for r in ds.shards)
     with pytest.raises(shards.ShardError, match="not empty"):
-        shards.DatasetWriter(root, depth_scale=1000.0, max_depth_m=10.0)
+        dataset.DatasetWriter(root, depth_scale=1000.0, max_depth_m=10.0)
     with pytest.raises(shards.ShardError, match="sample 3 added where 0 was next"):
-        shards.DatasetWriter(tmp_path / "other", depth_scale=1000.0, max_depth_m=10.0).add(make_sample(3))
+        dataset.DatasetWriter(tmp_path / "other", depth_scale=1000.0, max_depth_m=10.0).add(make_sample(3))
 
 
 def test_a_committed_shard_is_not_replaced_by_other_contents(tmp_path):
-    with shards.DatasetWriter(tmp_path, depth_scale=1000.0, max_depth_m=10.0, samples_per_shard=2) as w:
+    with dataset.DatasetWriter(tmp_path, depth_scale=1000.0, max_depth_m=10.0, samples_per_shard=2) as w:
         w.add(make_sample(0))
         w.add(make_sample(1))
     committed = shards.load_manifest(tmp_path)["shards"][shards.shard_name(0)]
     other = dict(committed, sha256="0" * 64)
     with pytest.raises(shards.ShardError, match="already committed with other contents"):
-        shards.commit_shard(tmp_path, other)
+        dataset.commit_shard(tmp_path, other)
     assert shards.load_manifest(tmp_path)["shards"][shards.shard_name(0)] == committed
-    shards.commit_shard(tmp_path, dict(committed, count=3, sha256="1" * 64))  # a short shard may grow (--n extended)
+    dataset.commit_shard(tmp_path, dict(committed, count=3, sha256="1" * 64))  # a short shard may grow (--n extended)
 
 
 def test_plain_webdataset_reads_a_shard_with_the_16_bit_decoder_of_the_docs(tmp_path):
@@ -142,10 +143,10 @@ def test_plain_webdataset_reads_a_shard_with_the_16_bit_decoder_of_the_docs(tmp_
 
 
 def test_a_flipped_bit_is_caught_by_the_checksum_on_read(tmp_path):
-    with shards.DatasetWriter(tmp_path / "ds", depth_scale=1000.0, max_depth_m=10.0, samples_per_shard=2) as w:
+    with dataset.DatasetWriter(tmp_path / "ds", depth_scale=1000.0, max_depth_m=10.0, samples_per_shard=2) as w:
         for i in range(2):
             w.add(make_sample(i))
-    ds = shards.DatasetReader(tmp_path / "ds")
+    ds = dataset.DatasetReader(tmp_path / "ds")
     path = ds.shard_path(ds.shards[0])
     data = bytearray(path.read_bytes())
     data[1700] ^= 0x10  # inside the first sample's depth PNG data
@@ -164,10 +165,10 @@ def test_a_concurrent_commit_never_replaces_a_fuller_shard(tmp_path):
     target = root / "shards" / shards.shard_name(0)
     full = shards.stage_shard(target, [make_sample(i) for i in range(4)], 1000.0)
     short = shards.stage_shard(target, [make_sample(i) for i in range(2)], 1000.0)
-    shards.commit_shard(root, full)
-    kept = shards.commit_shard(root, short)
+    dataset.commit_shard(root, full)
+    kept = dataset.commit_shard(root, short)
     assert kept["count"] == 4
-    ds = shards.DatasetReader(root)
+    ds = dataset.DatasetReader(root)
     assert [s.index for s in ds.iter_samples()] == [0, 1, 2, 3]
     assert not list((root / "shards").glob("*.tmp-*"))
 
@@ -175,7 +176,7 @@ def test_a_concurrent_commit_never_replaces_a_fuller_shard(tmp_path):
 def test_inspect_names_the_repair_for_a_damaged_shard(tmp_path):
     from simgen.report import format_report, inspect_dataset
 
-    with shards.DatasetWriter(tmp_path / "ds", depth_scale=1000.0, max_depth_m=10.0, samples_per_shard=2) as w:
+    with dataset.DatasetWriter(tmp_path / "ds", depth_scale=1000.0, max_depth_m=10.0, samples_per_shard=2) as w:
         for i in range(4):
             w.add(make_sample(i))
     (tmp_path / "ds" / "shards" / shards.shard_name(1)).unlink()

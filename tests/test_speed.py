@@ -59,7 +59,8 @@ def _params(path):
 
 def test_bf16_training_stays_close_to_fp32(tmp_path, synthetic_shards, teacher_file, train_config):
     """Same seed, 6 steps of the full method: the bf16 run's student differs from the fp32 run's by
-    a small fraction of how far training moved it (measured 0.22; another seed ends 2.8 away)."""
+    a small fraction of how far training moved it (measured 0.22 on an Intel Xeon with AMX, 0.23 on an AMD
+    EPYC with avx512_bf16: different bf16 kernels, both far inside 0.5; another seed ends 2.8 away)."""
     init = _params_of_untrained(tmp_path, synthetic_shards, teacher_file, train_config)
     runs = {p: train_config(synthetic_shards, teacher_file, tmp_path / p, precision=p, steps=6) for p in ("fp32", "bf16")}
     for cfg in runs.values():
@@ -75,22 +76,22 @@ def _params_of_untrained(tmp_path, shards, teacher, train_config):
     return torch.cat([v.flatten().float() for v in d.student.state_dict().values() if v.is_floating_point()])
 
 
-@pytest.mark.parametrize("refresh, teacher_passes", [(False, 1), (True, 2)])
-def test_one_teacher_pass_per_step_unless_refreshed(tmp_path, synthetic_shards, teacher_file, refresh, teacher_passes, train_config):
-    d = Distiller(train_config(synthetic_shards, teacher_file, tmp_path / "run", refresh_kd_target=refresh, mixing=False))
+def test_one_teacher_pass_per_step(tmp_path, synthetic_shards, teacher_file, train_config):
+    """T's update and the student's target share one teacher pass: the student learns on T's images from
+    before T's update."""
+    d = Distiller(train_config(synthetic_shards, teacher_file, tmp_path / "run", mixing=False, transform="on"))
     calls = []
     d.teacher.model.register_forward_hook(lambda *_: calls.append(1))
     batch = next(iter(make_loader(replace(d.cfg, workers=0), SIZE.hw)))
     before = {k: v.clone() for k, v in d.transform.state_dict().items()}
     d.train_step(batch)
-    assert len(calls) == teacher_passes
+    assert len(calls) == 1
     after = d.transform.state_dict()
     assert any(not torch.equal(before[k], after[k]) for k in before), "T was updated"
-    if not refresh:  # the student learnt on T's images from before T's update
-        with torch.no_grad():
-            d.transform.load_state_dict(before)
-            pre_update = d.transform(batch["rgb"]).clamp(0, 1)
-        torch.testing.assert_close(d.last_images["transformed"], pre_update[:4])
+    with torch.no_grad():
+        d.transform.load_state_dict(before)
+        pre_update = d.transform(batch["rgb"]).clamp(0, 1)
+    torch.testing.assert_close(d.last_images["transformed"], pre_update[:4])
 
 
 def test_checkpoints_are_fp32_and_plain_layout(tmp_path, synthetic_shards, teacher_file, train_config):

@@ -68,7 +68,7 @@ def test_a_midas_style_relative_teacher_runs_the_full_method_with_the_invariant_
     cfg = replace(cfg, teacher={"source": str(program), "output": "relative", "output_key": "inverse_depth"})
     summary = train(cfg, show_progress=False)
     out = capsys.readouterr().out
-    assert "scale-and-shift-invariant" in out and "transformation network (residual, 2 BN layers hooked)" in out
+    assert "scale-and-shift-invariant" in out and "transformation network (2 BN layers hooked)" in out
     assert summary["last"]["bn"] > 0 and summary["last"]["kd_normal"] == 0  # SSI loss has no normal term
 
 

@@ -12,7 +12,7 @@ from dataclasses import replace
 import pytest
 import torch
 
-from distill.layers import FeatureTap, feature_hint_loss, total_variation
+from distill.layers import FeatureTap, feature_hint_loss
 from distill.networks import build_depth_model
 from distill.teacher import TeacherError, TeacherSpec, load_teacher
 from distill.train import Distiller, TrainConfig, make_loader, train
@@ -27,24 +27,44 @@ def student_error(student, teacher, images):
         return ((student(images) - t).abs() / t).mean().item()
 
 
-def test_student_learns_the_teacher(tmp_path, synthetic_shards, teacher_file, train_config):
-    cfg = train_config(synthetic_shards, teacher_file, tmp_path / "run", steps=80, lr=3e-3, transform="on", mixing=True)
+def test_a_run_writes_its_student_config_and_logs(tmp_path, synthetic_shards, teacher_file, train_config):
+    cfg = train_config(synthetic_shards, teacher_file, tmp_path / "run", steps=4, transform="on", mixing=True)
     summary = train(cfg, show_progress=False)
-    assert summary["steps"] == 80
+    assert summary["steps"] == 4
     ckpt = torch.load(tmp_path / "run" / "student.pt", weights_only=False)
-    student = build_depth_model("mobilenetv2", 0.1, 10.0)
-    untrained_err = None
-    teacher = load_teacher(TeacherSpec(str(teacher_file), input_size=SIZE))
-    from distill.data import ShardStream
-    images = torch.stack([it["rgb"] for _, it in zip(range(8), ShardStream([synthetic_shards], SIZE.hw, seed=5, augment=False))])
-    student.eval()
-    untrained_err = student_error(student, teacher, images)
-    student.load_state_dict(ckpt["model"])
-    student.eval()
-    trained_err = student_error(student, teacher, images)
-    assert untrained_err > 0.1, "the teacher predicts scene-dependent depth"
-    assert trained_err < 0.5 * untrained_err, (trained_err, untrained_err)
-    assert (tmp_path / "run" / "tb").is_dir() and json.loads((tmp_path / "run" / "config.json").read_text())["steps"] == 80
+    assert ckpt["step"] == 4 and set(ckpt["model"]) == set(build_depth_model("mobilenetv2").state_dict())
+    assert (tmp_path / "run" / "tb").is_dir() and json.loads((tmp_path / "run" / "config.json").read_text())["steps"] == 4
+
+
+def _fixed_batch(d: Distiller) -> dict[str, torch.Tensor]:
+    return next(iter(make_loader(replace(d.cfg, workers=0), d.hw)))
+
+
+def test_the_student_step_lowers_its_kd_loss_and_reaches_every_layer(tmp_path, synthetic_shards, teacher_file,
+                                                                     train_config):
+    """The mechanism of KD, in fp32 on a fixed batch: the loss has its three terms, its gradients reach every
+    parameter of the student, and one step lowers it. Measured on an AMD EPYC (avx512_bf16, no AMX): 3.26 ->
+    2.97 (0.91x; 0.97x at lr 3e-3, 0.99x at 1e-3). A first AdamW step is a first-order descent step: fp32
+    kernels of another CPU change the loss in the 6th digit, far inside the 0.96x asserted."""
+    d = Distiller(train_config(synthetic_shards, teacher_file, tmp_path / "run", transform="off", mixing=False,
+                               precision="fp32", lr=1e-2, warmup=1))
+    batch = _fixed_batch(d)
+    with torch.no_grad():
+        target = d.teacher.target(batch["rgb"])
+
+    def kd() -> dict[str, torch.Tensor]:
+        d._student_learns()
+        return d.student_loss(batch["rgb"], target)[0]
+
+    losses = kd()
+    assert {"depth", "grad", "normal", "total"} <= set(losses) and all(v > 0 for v in losses.values())
+    losses["total"].backward()
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in d.student.parameters())
+    before = losses["total"].item()
+    d.train_step(batch)
+    with torch.no_grad():
+        after = float(kd()["total"])
+    assert after < 0.96 * before, (before, after)
 
 
 @pytest.mark.parametrize("precision", ["fp32", "bf16"])
@@ -133,10 +153,10 @@ def test_out_directories_that_are_not_runs_are_refused(tmp_path, synthetic_shard
 
 
 def test_cli_and_api_build_the_same_config_and_a_config_file_reproduces_a_run(tmp_path):
-    from distill.cli import build_parser, train_config_from_args
+    from distill.cli import parse_train_config
 
     def parse(*argv):
-        return train_config_from_args(build_parser().parse_args(["train", *argv]))
+        return parse_train_config(list(argv))
 
     cli = parse("--shards", "s", "--teacher", "t.ckpt", "--out", str(tmp_path / "r"))
     api = TrainConfig(shards=["s"], teacher={"source": "t.ckpt"}, out=str(tmp_path / "r"))
@@ -152,137 +172,64 @@ def test_cli_and_api_build_the_same_config_and_a_config_file_reproduces_a_run(tm
     assert parse("--config", str(saved), "--seed", "3").seed == 3
 
 
-@pytest.mark.parametrize("transform_net", ["residual", "photometric"])
-def test_transform_moves_images_toward_the_teachers_bn_statistics(tmp_path, synthetic_shards, teacher_file, train_config,
-                                                                  transform_net):
-    """Dark, low-contrast images are far from what the teacher's BN layers saw; T's steps must
-    bring the BN loss of a held-out batch of such images down, with either design of T."""
-    d = Distiller(train_config(synthetic_shards, teacher_file, tmp_path / "run", mixing=False, lr_transform=3e-3,
-                         warmup=1, steps=40, bn_loss="normalized", transform_net=transform_net))
-    images = next(iter(make_loader(replace(d.cfg, batch_size=16, workers=0), SIZE.hw)))
-    dark = dict(images, rgb=0.1 + 0.3 * images["rgb"])
-
-    def held_out_bn() -> float:
-        with torch.no_grad():
-            d.teacher.target(d.transform(dark["rgb"][8:]).clamp(0, 1))
-        return sum(h.loss(normalized=True).item() for h in d.bn_hooks)
-
-    before = held_out_bn()
-    for _ in range(40):
-        d.train_step({k: v[:8] for k, v in dark.items()})
-    # measured: residual 24.1 -> 7.5 (0.31x), photometric 24.1 -> 11.4 (0.47x: a handful of global
-    # parameters, so less reach than a free residual). With bn_loss="sum" the same check gave 0.69x in one run and 0.90x
-    # in another (the plain sum is dominated by deep layers; see docs/results-round1.md): not tested
-    assert held_out_bn() < 0.6 * before
-
-
-def test_bad_bn_loss_name_is_refused(tmp_path, synthetic_shards, teacher_file, train_config):
-    with pytest.raises(ValueError, match="bn_loss 'mean'"):
-        Distiller(train_config(synthetic_shards, teacher_file, tmp_path / "run", bn_loss="mean"))
-    with pytest.raises(ValueError, match="transform_net 'gan'"):
-        Distiller(train_config(synthetic_shards, teacher_file, tmp_path / "run", transform_net="gan"))
-    with pytest.raises(ValueError, match="--w-tv must be 0 or more"):
-        Distiller(train_config(synthetic_shards, teacher_file, tmp_path / "run", w_tv=-1.0))
-    with pytest.raises(ValueError, match="bn_layers 'mid'"):
-        Distiller(train_config(synthetic_shards, teacher_file, tmp_path / "run", bn_layers="mid"))
-    with pytest.raises(ValueError, match="bn_layers '0:0'.*not both 0"):
-        Distiller(train_config(synthetic_shards, teacher_file, tmp_path / "run", bn_layers="0:0"))
-
-
-def test_bn_layers_option_hooks_the_chosen_half_with_its_weight(tmp_path, synthetic_shards, teacher_file, train_config):
-    runs = {which: Distiller(train_config(synthetic_shards, teacher_file, tmp_path / which, bn_layers=which))
-            for which in ("all", "early", "late", "0.5:2")}
-    # each run loads its own teacher: compare the hooked layers by name
-    hooked = {which: [dict((m, n) for n, m in d.teacher.named_modules())[h.module] for h in d.bn_hooks]
-              for which, d in runs.items()}
-    every = hooked["all"]
-    assert len(every) >= 2 and hooked["early"] + hooked["late"] == every
-    assert hooked["early"] == every[:len(hooked["early"])] and len(hooked["early"]) == (len(every) + 1) // 2
-    # per-half weights: every layer hooked, each half with its weight in T's term
-    assert hooked["0.5:2"] == every
-    assert runs["0.5:2"].bn_weights == [0.5] * len(hooked["early"]) + [2.0] * len(hooked["late"])
-
-
-def test_transform_until_freezes_t_and_keeps_applying_it(tmp_path, synthetic_shards, teacher_file, train_config):
-    """--transform-until 3: T learns on steps 0-2 with its learning rate decaying to 0 at step 3, then keeps
-    its weights; the student still learns on T's images (not the raw ones), with one teacher pass a step."""
+def test_the_transform_step_lowers_the_bn_term_and_reaches_t(tmp_path, synthetic_shards, teacher_file, train_config):
+    """The mechanism of T, in fp32 on a fixed batch of dark, low-contrast images (far from what the teacher's BN
+    layers saw): T's loss holds the BN term of every hooked layer, its gradients reach every layer of T (the
+    zero-initialised last layer first), and one T update lowers the BN term. Measured on an AMD EPYC: 26.8 ->
+    25.8 (0.964x) at lr 1e-2 (0.990x at 3e-3). fp32 kernels of another CPU move these in the 6th digit, far
+    inside the 0.985x asserted."""
     d = Distiller(train_config(synthetic_shards, teacher_file, tmp_path / "run", mixing=False, transform="on",
-                               warmup=1, steps=6, transform_until=3, precision="fp32"))
-    batch = next(iter(make_loader(replace(d.cfg, workers=0), SIZE.hw)))
-    weights = []
-    for _ in range(6):
-        logs = d.train_step(batch)
-        weights.append({k: v.clone() for k, v in d.transform.state_dict().items()})
-        assert ("bn" in logs) == (d.step <= 3)
-    changed = [any(not torch.equal(a[k], b[k]) for k in a) for a, b in zip(weights, weights[1:])]
-    assert changed == [True, True, False, False, False]
-    assert d.sched_t.get_last_lr()[0] == pytest.approx(0.0, abs=1e-12)
-    calls = []
-    d.teacher.model.register_forward_hook(lambda *_: calls.append(1))
-    d.train_step(batch)
-    assert len(calls) == 1
+                               lr_transform=1e-2, warmup=1, precision="fp32"))
+    batch = _fixed_batch(d)
+    dark = 0.1 + 0.3 * batch["rgb"]
+    assert len(d.bn_hooks) >= 2 and "transformation network" in d.describe_method()
+    logs: dict[str, float] = {}
+    loss, _, _ = d.transform_loss(dark, logs)
+    assert logs["bn"] > 0 and logs["content"] == 0  # T starts as the identity
+    loss.backward()
+    assert d.transform.body[-1].weight.grad.abs().sum() > 0
+    d.transform.zero_grad()
+    before = logs["bn"]
+    d._transform_step(dark, {})
     with torch.no_grad():
-        expected = d.transform(batch["rgb"]).clamp(0, 1)
-    assert not torch.allclose(expected, batch["rgb"])  # T changes the images: the test can tell
-    torch.testing.assert_close(d.last_images["transformed"], expected[:4])
-    with pytest.raises(ValueError, match="--transform-until must be between 0"):
-        train_config(synthetic_shards, teacher_file, tmp_path / "bad", steps=6, transform_until=7)
+        d.transform_loss(dark, logs)
+    assert logs["bn"] < 0.985 * before, (before, logs["bn"])
 
 
-def test_total_variation_prior_smooths_what_t_adds(tmp_path, synthetic_shards, teacher_file, train_config):
-    """T starts out adding a random texture. With a dominant TV prior (on T's change, so the
-    renders' own edges cost nothing) T's first steps must cut that texture's TV; with the content
-    loss alone they do not (measured: TV of the change 0.0041 -> 0.0022 with w_tv 1000, -> 0.0042
-    without)."""
-    def tv_of_change(w_tv: float) -> float:
-        d = Distiller(train_config(synthetic_shards, teacher_file, tmp_path / f"run{w_tv}", mixing=False, transform="on",
-                                   w_bn=0.0, lr_transform=1e-3, warmup=1, steps=20, w_tv=w_tv))
-        torch.manual_seed(0)
-        with torch.no_grad():
-            d.transform.body[-1].weight.normal_(0, 0.05)
-        batch = next(iter(make_loader(replace(d.cfg, workers=0), SIZE.hw)))
-        for _ in range(2):
-            logs = d.train_step(batch)
-        assert ("tv" in logs) == (w_tv > 0)
-        with torch.no_grad():
-            return float(total_variation(d.transform(batch["rgb"]) - batch["rgb"]))
-
-    assert tv_of_change(1000.0) < 0.6 * tv_of_change(0.0)
+def test_bad_choices_are_refused_from_each_options_own_choices(tmp_path, synthetic_shards, teacher_file, train_config):
+    for field, bad in (("bn_loss", "mean"), ("student", "vgg"), ("precision", "fp8"), ("init_student", "imagenet")):
+        with pytest.raises(ConfigError, match=f"--{field.replace('_', '-')} '{bad}': choose one of"):
+            train_config(synthetic_shards, teacher_file, tmp_path / "run", **{field: bad})
 
 
-def test_render_depth_term_makes_t_images_the_teacher_reads_closer_to_the_render(tmp_path, synthetic_shards,
-                                                                               teacher_file, train_config):
-    """--w-render-depth: with that term alone in T's loss (besides a weak content term), T's updates must
-    cut the teacher's scale-invariant error against the render depth on T(x); with the content term alone
-    T (zero-initialised: the identity) stays where it starts (measured: 0.119 -> 0.102 in 15 steps at weight 1;
-    0.119 unchanged at 0)."""
-    from distill.teacher import render_depth_loss
+@pytest.mark.parametrize("retired, value", [("transform_net", "photometric"), ("transform_share", 0.5),
+                                            ("bn_layers", "late"), ("w_tv", 10.0), ("hint_levels", "all"),
+                                            ("init_output", True), ("student_bn", "encoder"), ("w_adv", 1.0),
+                                            ("mix", {"depth_aware": True})])
+def test_a_config_or_checkpoint_with_a_retired_lever_on_fails_naming_the_commit(tmp_path, synthetic_shards,
+                                                                                 teacher_file, train_config, retired,
+                                                                                 value):
+    """A retired lever (docs/tries.md) set to anything but the value at which it did nothing is refused in one
+    line naming the commit that still runs it, from --config and from a run's checkpoint; at that value an old
+    config still loads."""
+    from distill.cli import parse_train_config
+    from distill.config import RETIRED_AT
 
-    def teacher_error_after_steps(w: float) -> tuple[float, float]:
-        d = Distiller(train_config(synthetic_shards, teacher_file, tmp_path / f"run{w}", mixing=False, transform="on",
-                                   w_bn=0.0, w_content=0.1, lr_transform=3e-3, warmup=1, steps=40,
-                                   w_render_depth=w))
-        batch = next(iter(make_loader(replace(d.cfg, workers=0), SIZE.hw)))
-
-        def error() -> float:
-            with torch.no_grad():
-                return float(render_depth_loss(d.spec.output, d.teacher.target(d.transform(batch["rgb"]).clamp(0, 1)),
-                                               batch["depth"]))
-        before = error()
-        for _ in range(15):
-            logs = d.train_step(batch)
-        assert ("render_depth" in logs) == (w > 0)
-        assert ("render depth x1" in d.describe_method()) == (w > 0)
-        return before, error()
-
-    before, after = teacher_error_after_steps(1.0)
-    assert after < 0.9 * before
-    before_off, after_off = teacher_error_after_steps(0.0)
-    assert after_off == pytest.approx(before_off, rel=0.02)
-    with pytest.raises(ValueError, match="--w-render-depth is a term of T"):
-        train_config(synthetic_shards, teacher_file, tmp_path / "bad", transform="off", w_render_depth=1.0)
-    with pytest.raises(ValueError, match="--w-render-depth must be 0 or more"):
-        train_config(synthetic_shards, teacher_file, tmp_path / "bad", w_render_depth=-1.0)
+    cfg = train_config(synthetic_shards, teacher_file, tmp_path / "run")
+    old = {**asdict(cfg), "transform_net": "residual", "w_tv": 0.0}  # an old run's config.json: every field
+    (tmp_path / "old.json").write_text(json.dumps(old))
+    parse = lambda *argv: parse_train_config(list(argv))  # noqa: E731
+    assert parse("--config", str(tmp_path / "old.json")) == cfg
+    (tmp_path / "bad.json").write_text(json.dumps({**old, retired: value}))
+    with pytest.raises(ConfigError, match=f"--config .*bad.json: .*was retired.*commit {RETIRED_AT}") as e:
+        parse("--config", str(tmp_path / "bad.json"))
+    assert "\n" not in str(e.value)
+    train(cfg, show_progress=False)
+    ckpt = torch.load(tmp_path / "run" / "student.pt", weights_only=False)
+    ckpt["config"][retired] = value
+    torch.save(ckpt, tmp_path / "run" / "student.pt")
+    with pytest.raises(ConfigError, match=f"was retired.*commit {RETIRED_AT}"):
+        train(cfg, show_progress=False)
 
 
 def test_teacher_without_batchnorm(tmp_path, synthetic_shards, train_config):
@@ -413,22 +360,6 @@ def test_resume_from_a_moved_or_respelled_run_folder(tmp_path, synthetic_shards,
     assert summary["steps"] == 4
 
 
-def test_init_output_starts_the_student_at_the_teachers_depth(tmp_path, synthetic_shards, teacher_file, train_config):
-    def median_gap(init: bool) -> float:
-        cfg = train_config(synthetic_shards, teacher_file, tmp_path / f"run-{init}", lr=1e-9, transform="off",
-                           mixing=False, init_output=init)
-        d = Distiller(cfg)
-        batch = next(iter(make_loader(cfg, d.hw)))
-        d.train_step(batch)  # lr 1e-9: the step itself moves nothing
-        d.student.eval()
-        with torch.no_grad():
-            teacher, student = d.teacher.target(batch["rgb"]).median(), d.student(batch["rgb"]).median()
-        return abs(student / teacher - 1).item()
-
-    assert median_gap(False) > 0.5 and median_gap(True) < 0.15
-
-
-
 def test_init_student_teacher_copies_every_tensor_of_the_matching_layers(tmp_path, synthetic_shards, teacher_file,
                                                                           train_config):
     cfg = train_config(synthetic_shards, teacher_file, tmp_path / "run", student="resnet10", init_student="teacher")
@@ -455,7 +386,6 @@ def test_init_student_teacher_of_the_same_architecture_is_the_teacher(tmp_path, 
 @pytest.mark.parametrize("change, message", [
     ({"student": "mobilenetv2"}, "have no tensor of the same name and shape"),
     ({"max_depth": 20.0}, "--min-depth 0.1 --max-depth 10"),
-    ({"init_output": True}, "leave out --init-output"),
     ({"init_student": "imagenet"}, "choose one of random, teacher"),
 ])
 def test_init_student_teacher_refuses_what_it_cannot_copy(tmp_path, synthetic_shards, teacher_file, train_config,
@@ -468,7 +398,7 @@ def test_init_student_teacher_refuses_what_it_cannot_copy(tmp_path, synthetic_sh
 def test_student_bn_teacher_keeps_the_teachers_statistics_while_the_student_learns(tmp_path, synthetic_shards,
                                                                                     teacher_file, train_config):
     """--student-bn teacher: after steps on sims the student's BN running statistics are still the teacher's
-    (with the default, batch, they move toward the sims'; with encoder, only the decoder's move), and its
+    (with the default, batch, they move toward the sims'), and its
     BN scales and convolutions still learn."""
     cfg = train_config(synthetic_shards, teacher_file, tmp_path / "run", student="resnet10", init_student="teacher",
                        student_bn="teacher", mixing=False, transform="off", precision="fp32", batch_size=4,
@@ -490,17 +420,11 @@ def test_student_bn_teacher_keeps_the_teachers_statistics_while_the_student_lear
     assert stats and all(torch.equal(now[k], start[k]) for k in stats)
     assert not torch.equal(now["encoder.bn1.weight"], start["encoder.bn1.weight"])
     assert not torch.equal(now["encoder.conv1.weight"], start["encoder.conv1.weight"])
-    d, start = after_steps("encoder")  # the teacher's statistics in the encoder, the batch's in the decoder
-    assert "student encoder BN on the teacher's running statistics" in d.describe_method()
-    now = d.student.state_dict()
-    assert all(torch.equal(now[k], start[k]) for k in stats if k.startswith("encoder."))
-    decoder_means = [k for k in stats if k.startswith("decoder.") and k.endswith("running_mean")]
-    assert decoder_means and not any(torch.equal(now[k], start[k]) for k in decoder_means)
     moved, start = after_steps("batch")
     assert not torch.equal(moved.student.state_dict()["encoder.bn1.running_mean"], start["encoder.bn1.running_mean"])
     with pytest.raises(ConfigError, match="only --init-student teacher starts it with the teacher's"):
         train_config(synthetic_shards, teacher_file, tmp_path / "bad", student_bn="teacher")
-    with pytest.raises(ConfigError, match="choose one of batch, teacher, encoder"):
+    with pytest.raises(ConfigError, match="choose one of batch, teacher"):
         train_config(synthetic_shards, teacher_file, tmp_path / "bad", student_bn="frozen")
 
 
@@ -519,8 +443,8 @@ def _hint_gap(d: Distiller, images: torch.Tensor) -> float:
 def test_feature_hints_compare_features_of_the_images_the_student_learned_on(tmp_path, synthetic_shards, teacher_file,
                                                                            train_config):
     """--w-feature with mixing and T on: after a step the teacher's tapped features are those of T's images the
-    student trained on, the term is logged, and its steps bring the student's features closer to the teacher's
-    than the same steps without it."""
+    student trained on, the term is logged, its gradients reach the student's encoder (not the decoder) and a
+    step lowers it."""
     cfg = train_config(synthetic_shards, teacher_file, tmp_path / "run", student="resnet10", init_student="teacher",
                        w_feature=1.0, transform="on", precision="fp32", batch_size=4)
     d = Distiller(cfg)
@@ -533,64 +457,25 @@ def test_feature_hints_compare_features_of_the_images_the_student_learned_on(tmp
         d.teacher.target(d.last_images["transformed"])
     assert all(torch.allclose(a, b, atol=1e-5) for a, b in zip(tapped, d.feature_taps[1].out, strict=True))
 
-    def gap_after_steps(w: float) -> float:
-        d = Distiller(replace(cfg, w_feature=w, mixing=False, transform="off", lr=3e-3, warmup=1,
-                              out=str(tmp_path / f"run{w}")))
-        for _ in range(4):
-            d.train_step(batch)
-        return _hint_gap(d, batch["rgb"])
-
-    assert gap_after_steps(10.0) < 0.8 * gap_after_steps(0.0)
+    # the term's gradients reach the student's encoder only, and one step (fp32, fixed batch) lowers it
+    d = Distiller(replace(cfg, w_feature=10.0, mixing=False, transform="off", lr=1e-3, warmup=1,
+                          out=str(tmp_path / "run10")))
+    with torch.no_grad():
+        target = d.teacher.target(batch["rgb"])
+    losses, _ = d.student_loss(batch["rgb"], target)
+    losses["feature"].backward()
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in d.student.encoder.parameters())
+    assert all(p.grad is None or p.grad.abs().sum() == 0 for p in d.student.decoder.parameters())
+    d.student.zero_grad()
+    before = _hint_gap(d, batch["rgb"])
+    d.train_step(batch)
+    after = _hint_gap(d, batch["rgb"])
+    # measured on an AMD EPYC: 0.360 -> 0.299 (0.83x); a first-order step, which another CPU's fp32 kernels
+    # change in the 6th digit
+    assert after < 0.95 * before, (before, after)
     with pytest.raises(ConfigError, match="--w-feature must be 0 or more"):
         train_config(synthetic_shards, teacher_file, tmp_path / "bad", w_feature=-1.0)
     with pytest.raises(ConfigError, match="--w-feature: the student's encoder features"):
         Distiller(train_config(synthetic_shards, teacher_file, tmp_path / "bad", w_feature=1.0))  # mobilenetv2
 
 
-def test_hints_at_all_levels_also_match_the_decoder_blocks(tmp_path, synthetic_shards, teacher_file, train_config):
-    """--hint-levels all: the term compares the encoder's five maps and the decoder's five blocks, and its
-    steps bring the student's decoder features closer to the teacher's than encoder hints alone do."""
-    cfg = train_config(synthetic_shards, teacher_file, tmp_path / "run", student="resnet10", init_student="teacher",
-                       w_feature=10.0, hint_levels="all", mixing=False, transform="off", precision="fp32",
-                       batch_size=4, lr=3e-3, warmup=1)
-    d = Distiller(cfg)
-    assert "encoder and decoder feature hints x10" in d.describe_method()
-    batch = next(iter(make_loader(replace(cfg, workers=0), d.hw)))
-    d.train_step(batch)
-    assert len(d.feature_taps[0].out) == len(d.feature_taps[1].out) == 10
-
-    def decoder_gap_after_steps(levels: str) -> float:
-        d = Distiller(replace(cfg, hint_levels=levels, out=str(tmp_path / f"run-{levels}")))
-        for _ in range(4):
-            d.train_step(batch)
-        taps = FeatureTap(*d.student.decoder.blocks), FeatureTap(*d.teacher.model.decoder.blocks)
-        d.student.eval()
-        with torch.no_grad():
-            d.student(batch["rgb"]), d.teacher.target(batch["rgb"])
-        return float(feature_hint_loss(taps[0].out, taps[1].out))
-
-    assert decoder_gap_after_steps("all") < 0.8 * decoder_gap_after_steps("encoder")
-    with pytest.raises(ConfigError, match="give them a weight with --w-feature"):
-        train_config(synthetic_shards, teacher_file, tmp_path / "bad", hint_levels="all")
-
-
-def test_transform_share_sends_only_that_part_of_the_batch_through_t(tmp_path, synthetic_shards, teacher_file,
-                                                                    train_config):
-    """--transform-share 0.5: the student learns on T's images for the first half of the batch and on the
-    images as they came for the rest, against the teacher's depth on exactly those images."""
-    cfg = train_config(synthetic_shards, teacher_file, tmp_path / "run", mixing=False, transform="on",
-                       transform_share=0.5, precision="fp32", batch_size=4, channels_last=False)
-    d = Distiller(cfg)
-    assert "student sees 0.5 of each batch through T" in d.describe_method()
-    batch = next(iter(make_loader(replace(cfg, workers=0), d.hw)))
-    d.transform_fwd = lambda x: (1 - x) + 0 * d.transform(x)  # a T whose change is plain to see
-    seen = {}
-    d.student.register_forward_hook(lambda m, inputs, out: seen.update(student=inputs[0].detach().clone()))
-    d.teacher.model.register_forward_hook(lambda m, inputs, out: seen.update(teacher=inputs[0].detach().clone()))
-    d.train_step(batch)
-    rgb = batch["rgb"].float()
-    assert torch.allclose(seen["student"], torch.cat([1 - rgb[:2], rgb[2:]]), atol=1e-6)
-    assert torch.equal(seen["teacher"], seen["student"])  # the KD target is the teacher's depth on those images
-    for bad in (0.0, 1.5):
-        with pytest.raises(ConfigError, match="--transform-share must be in"):
-            train_config(synthetic_shards, teacher_file, tmp_path / "bad", transform_share=bad)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 
 import torch
 import torch.nn.functional as F
@@ -67,13 +66,3 @@ class DepthNet(nn.Module):
         logits = self.decoder(self.encoder(x))[..., :h, :w]
         lo, hi = 1.0 / self.max_depth, 1.0 / self.min_depth
         return 1.0 / (lo + (hi - lo) * torch.sigmoid(logits.float()))
-
-    @torch.no_grad()
-    def start_at_depth(self, depth: float) -> None:
-        """Set the output layer's bias so that the network predicts about `depth` metres where its
-        last features are zero. At the default initialisation the sigmoid sits near 0.5, about
-        0.2 m for a 0.1-10 m range, and an optimiser moves a bias by about its learning rate per
-        step: a short run from scratch spends its first hundreds of steps finding the scale."""
-        lo, hi = 1.0 / self.max_depth, 1.0 / self.min_depth
-        share = min(max((1.0 / max(depth, 1e-6) - lo) / (hi - lo), 1e-4), 1 - 1e-4)
-        self.decoder.head.bias.fill_(math.log(share / (1 - share)))

@@ -39,21 +39,15 @@ def inherit_weights(student: nn.Module, teacher: nn.Module) -> int:
     return len(mine)
 
 
-# where `distill train --w-feature` matches the student's features to the teacher's (--hint-levels)
-HINT_LEVELS = ("encoder", "all")
+def hinted_modules(model: nn.Module) -> tuple[nn.Module, ...]:
+    """The modules whose outputs the feature hints compare: the encoder (its list of maps)."""
+    return (model.encoder,)
 
 
-def hinted_modules(model: nn.Module, levels: str) -> tuple[nn.Module, ...]:
-    """The modules whose outputs the feature hints compare, in order: the encoder (its list of maps),
-    then with levels 'all' each of the decoder's up-sampling blocks."""
-    return (model.encoder, *(model.decoder.blocks if levels == "all" else ()))
-
-
-def require_matching_features(student: nn.Module, teacher: nn.Module, decoder: bool = False) -> None:
+def require_matching_features(student: nn.Module, teacher: nn.Module) -> None:
     """ConfigError unless both are depth models of this project whose encoders return feature maps
     of the same channels at the same strides (resnet10/18/34 share them), which the feature term of
-    `distill train --w-feature` compares one to one; with `decoder`, their decoders' blocks must
-    output the same widths too."""
+    `distill train --w-feature` compares one to one."""
     mine, theirs = (getattr(getattr(m, "encoder", None), "channels", None) for m in (student, teacher))
     if theirs is None:
         raise ConfigError(f"--w-feature compares the student's encoder features with the teacher's: it needs a teacher "
@@ -62,8 +56,3 @@ def require_matching_features(student: nn.Module, teacher: nn.Module, decoder: b
     if mine != theirs:
         raise ConfigError(f"--w-feature: the student's encoder features have {mine} channels, the teacher's {theirs}; "
                           "a resnet10/18/34 student matches a resnet18/34 teacher of this project (or use --w-feature 0)")
-    if decoder:
-        mine, theirs = ([b.conv[1].out_channels for b in m.decoder.blocks] for m in (student, teacher))
-        if mine != theirs:
-            raise ConfigError(f"--hint-levels all: the student's decoder blocks output {mine} channels, the teacher's "
-                              f"{theirs}; use --hint-levels encoder")
