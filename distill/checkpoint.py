@@ -15,8 +15,12 @@ read them. Exported TorchScript models (`distill export`) carry the same size in
 
 from __future__ import annotations
 
+import errno
 import json
 import os
+import pickle
+import re
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -43,6 +47,11 @@ class ModelInfo:
     max_depth: float = 10.0
 
 
+# below this much free space a failed checkpoint write is reported as a full disk (a checkpoint of the
+# project's models is 20-200 MB)
+FULL_DISK_BYTES = 256 * 2 ** 20
+
+
 def save_checkpoint(path: str | Path, model: torch.nn.Module, arch: str, input_size: Size, min_depth: float,
                     max_depth: float, **extra: Any) -> None:
     """Write atomically (a temporary file renamed when complete): a crash never leaves half a file."""
@@ -59,18 +68,60 @@ def save_checkpoint(path: str | Path, model: torch.nn.Module, arch: str, input_s
         os.replace(tmp, path)
     except (OSError, RuntimeError) as e:  # torch reports a full disk or a missing folder as RuntimeError
         tmp.unlink(missing_ok=True)
-        raise CheckpointError(f"{path}: cannot write the checkpoint ({str(e).splitlines()[0]})") from None
+        raise CheckpointError(f"{path}: cannot write the checkpoint ({_write_failure(e, path.parent)})") from None
+
+
+def _write_failure(e: BaseException, folder: Path) -> str:
+    """Why a write failed, in words: torch's zip writer reports a full disk as "[enforce fail at
+    inline_container.cc...]", so the free space is asked."""
+    if isinstance(e, OSError) and e.errno == errno.ENOSPC:
+        return "no space left on device"
+    try:
+        free = shutil.disk_usage(folder).free
+    except OSError:
+        free = None
+    if free is not None and free < FULL_DISK_BYTES:
+        return f"no space left on device: {free // 2 ** 20} MiB free in {folder}"
+    return str(e).splitlines()[0] if str(e) else type(e).__name__
+
+
+def require_model_file(path: str | Path) -> Path:
+    """`path` as a file; a run directory (of distill train) is named by the student file inside it."""
+    path = Path(path)
+    if path.is_dir():
+        inside = [p for p in ("student.pt", "checkpoint.pt") if (path / p).is_file()]
+        hint = f": give the model file inside it, {path / inside[0]}" if inside else " (give a model file)"
+        raise CheckpointError(f"{path} is a directory{hint}")
+    if not path.is_file():
+        raise CheckpointError(f"{path}: no such file")
+    return path
+
+
+def _safe_globals() -> list[Any]:
+    """What a checkpoint of this project holds beyond tensors and plain data: sizes (Size) and, in a training
+    checkpoint, numpy's RNG state (an array). None of them runs code when loaded."""
+    import numpy as np
+
+    multiarray = np._core.multiarray if hasattr(np, "_core") else np.core.multiarray
+    return [Size, multiarray._reconstruct, np.ndarray, np.dtype, type(np.dtype(np.uint32))]
 
 
 def read_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
     """The checkpoint dict, upgraded to the current version; a clear error for anything else."""
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"{path}: no such file")
-    try:
-        ckpt = torch.load(str(path), map_location=map_location, weights_only=False)
+    path = require_model_file(path)
+    try:  # weights only: tensors, plain data and the few types below; a pickle that would run code is refused
+        with torch.serialization.safe_globals(_safe_globals()):
+            ckpt = torch.load(str(path), map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as e:
+        refused = re.search(r"GLOBAL (\S+)", str(e))
+        if not refused:  # not a pickle of ours at all (bytes of another format)
+            why = re.search(r"Unsupported [^\n]*", str(e))
+            raise CheckpointError(f"{path}: not a checkpoint ({why.group(0) if why else 'unreadable'})") from None
+        raise CheckpointError(f"{path}: refused: it holds Python objects that could run code when loaded"
+                              + (f" ({refused.group(1)})" if refused else "") + "; a checkpoint of this project "
+                              "holds tensors and plain data only") from None
     except Exception as e:
-        raise CheckpointError(f"{path}: not a checkpoint ({type(e).__name__}: {e})") from None
+        raise CheckpointError(f"{path}: not a checkpoint ({type(e).__name__}: {str(e).splitlines()[0]})") from None
     if not isinstance(ckpt, dict) or "model_arch" not in ckpt:
         raise CheckpointError(f"{path}: not a checkpoint of this project (no model_arch; a plain state dict?)")
     version = ckpt.get("version", 1)
@@ -119,13 +170,18 @@ def is_torchscript(path: str | Path) -> bool:
 def load_model(path: str | Path, device: str | torch.device = "cpu") -> tuple[torch.nn.Module, ModelInfo]:
     """A checkpoint of this project or a model exported by `distill export --format torchscript`:
     the model (image in [0, 1] -> metric depth, eval mode) and what is known about it."""
-    path = Path(path)
+    from distill.exported import is_exported_program
+    from distill.onnx_teacher import is_onnx
+
+    path = require_model_file(path)
+    for kind, test in (("an ONNX model", is_onnx), ("a torch.export program (.pt2)", is_exported_program)):
+        if test(path):
+            raise CheckpointError(f"{path} is {kind}: eval and export take a checkpoint of this project (distill train "
+                                  "or fit-teacher) or a TorchScript export of one; train takes it as --teacher")
     if is_torchscript(path):
-        meta = path.with_suffix(".json")
-        size = None
-        if meta.exists():
-            spec = json.loads(meta.read_text())
-            size = as_size(spec["input_size"]) if spec.get("version") else Size(*spec["input_size"][::-1])
-        return torch.jit.load(str(path), map_location=device).eval(), ModelInfo(None, size)
+        from distill.export import read_export_spec
+
+        spec = read_export_spec(path)
+        return torch.jit.load(str(path), map_location=device).eval(), ModelInfo(None, spec and spec["input_size"])
     ckpt = read_checkpoint(path, map_location="cpu")
     return build_model(ckpt).to(device), model_info(ckpt)

@@ -27,12 +27,13 @@ import click
 from distill import __version__
 from distill.config import TrainConfig, drop_retired
 from distill.evaluate import EvalConfig
-from distill.export import EXPORT_FORMATS
+from distill.export import EXPORT_FORMATS, spec_path
 from distill.fit_teacher import FitConfig
 from distill.mixing import MixConfig
 from distill.teacher import TeacherSpec
 from simgen.options import (Choice, ConfigError, Parsed, Size, click_options, given, parse_size, png_path, positive_int,
                             read_config_file, run_cli, show_all_options, swapped_hint)
+from simgen.runs import require_writable
 
 POSITIVE = Parsed(positive_int, "N")
 PNG = Parsed(png_path, "PNG")
@@ -146,7 +147,7 @@ def evaluate(**_: Any) -> int:
     out = Path(cfg.out)
     if out.exists() and not out.is_dir():
         raise ConfigError(f"--out {out} is a file; give a folder for metrics.json and grid.png")
-    out.mkdir(parents=True, exist_ok=True)
+    require_writable(out, "--out", directory=True)
     result = evaluate_model(model, cfg.data, size, device, cfg.protocol, cfg.align, cfg.depth_scale, cfg.split,
                             grid_path=out / "grid.png", precision=cfg.precision)
     result.update(model=cfg.model, data=cfg.data, input_size=list(size))
@@ -159,9 +160,10 @@ def evaluate(**_: Any) -> int:
 @cli.command(help="Export a student to ONNX or TorchScript and check it against the checkpoint.")
 @click.option("--model", required=True, help="checkpoint of this project")
 @click.option("--format", "fmt", required=True, type=Choice(EXPORT_FORMATS), help="export format")
-@click.option("--out", required=True, help="file to write")
+@click.option("--out", required=True, help="file to write (and its spec, OUT.json, beside it)")
+@click.option("--force", is_flag=True, help="replace an existing --out and its OUT.json")
 @common
-def export(model: str, fmt: str, out: str, **_: Any) -> int:
+def export(model: str, fmt: str, out: str, force: bool, **_: Any) -> int:
     from distill.export import export_model
 
     module, info = _load_model_flag(model)
@@ -170,6 +172,11 @@ def export(model: str, fmt: str, out: str, **_: Any) -> int:
                           "it came from (e.g. runs/s1/student.pt)")
     if Path(out).is_dir():
         raise ConfigError(f"--out {out} is a directory; give the file to write (e.g. {Path(out) / 'student.onnx'})")
+    existing = [str(p) for p in (Path(out), spec_path(out)) if p.exists()]
+    if existing and not force:
+        raise FileExistsError(f"{' and '.join(existing)} exist(s); choose another --out, or pass --force to replace "
+                              "(nothing was written)")
+    require_writable(out, "--out")
     spec = export_model(module, info.input_size, out, fmt)
     w, h = info.input_size
     print(f"distill: wrote {out} ({fmt}); input float32 Bx3x{h}x{w} RGB in [0,1], output depth "
@@ -239,6 +246,9 @@ def gap(teacher: str, shards: str, real: str | None, real_split: str, depth_scal
     from distill.gap import format_gap, gap as measure_gap, gap_picture, public
     from distill.runtime import pick_device
 
+    for flag, path in (("--out", out), ("--json", json_path)):
+        if path:
+            require_writable(path, flag)
     spec = TeacherSpec(**{**given(TeacherSpec, "teacher-"), "source": teacher})
     report = measure_gap(spec, shards, real, None if real_split == "all" else real_split, depth_scale, run, n,
                          device=pick_device(device))
@@ -269,6 +279,7 @@ def mix_preview(shards: tuple[str, ...], out: str, count: int, size: Size, seed:
     from distill.mixing import mix_objects
     from simgen.preview import colorize_depth, colorize_instances
 
+    require_writable(out, "--out")
     stream = ShardStream(list(shards), size.hw, seed=seed, buffer=16, augment=False, epochs=1)
     items = [it for _, it in zip(range(count), iter(stream))]
     batch = {k: torch.stack([it[k] for it in items]) for k in ("rgb", "depth", "inst")}

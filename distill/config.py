@@ -13,7 +13,7 @@ from distill.networks import ARCHITECTURES
 from distill.runtime import PRECISIONS
 from distill.teacher import TeacherSpec
 from simgen import runs
-from simgen.options import ConfigError, auto_on_off, check_choices, field_names, option
+from simgen.options import ConfigError, auto_on_off, check_fields, field_names, option
 
 INIT_STUDENT = ("random", "teacher")  # where the student's weights start (--init-student)
 STUDENT_BN = ("batch", "teacher")     # what the student's BatchNorm layers normalise with (--student-bn)
@@ -64,7 +64,7 @@ class TrainConfig:
     shards: list[str] = option([], "simgen dataset folder (repeatable)", repeat=True, metavar="DIR")
     images: list[str] = option([], "folder or .txt list of photos (repeatable)",
                                repeat=True, metavar="DIR")
-    images_share: float = option(0.5, "share of each batch from --images")
+    images_share: float = option(0.5, "share of each batch from --images", low=0, high=1)
     out: str = option("runs/distill", "run directory")
     teacher: dict[str, Any] = option({}, "TeacherSpec fields (flags --teacher, --teacher-*)", cli=False)
     student: str = option("mobilenetv2", "student architecture", choices=ARCHITECTURES)
@@ -72,36 +72,36 @@ class TrainConfig:
     init_student: str = option("random", "start from random or the teacher's weights",
                                choices=INIT_STUDENT)
     student_bn: str = option("batch", "student BN statistics: batch or teacher's", choices=STUDENT_BN)
-    min_depth: float = option(0.1, "smallest depth the student outputs (m)")
-    max_depth: float = option(10.0, "largest depth the student outputs (m)")
-    steps: int = option(2000, "student updates")
-    batch_size: int = option(8, "images per step (per process under torchrun)")
-    lr: float = option(1e-3, "student learning rate (AdamW, cosine)")
+    min_depth: float = option(0.1, "smallest depth the student outputs (m)", positive=True)
+    max_depth: float = option(10.0, "largest depth the student outputs (m)", positive=True)
+    steps: int = option(2000, "student updates", low=1)
+    batch_size: int = option(8, "images per step (per process under torchrun)", low=1)
+    lr: float = option(1e-3, "student learning rate (AdamW, cosine)", positive=True)
     # T's learning rate and BN term: the measured better form (docs/distill.md, step 3); the paper's
     # form is --bn-loss sum --lr-transform 1e-4
-    lr_transform: float = option(1e-3, "learning rate of the transformation network", expert=True)
-    weight_decay: float = option(1e-4, "AdamW weight decay of the student", expert=True)
-    warmup: int = option(100, "steps of linear learning-rate warm-up", expert=True)
-    clip: float = option(1.0, "gradient norm clip", expert=True)
+    lr_transform: float = option(1e-3, "learning rate of the transformation network", expert=True, positive=True)
+    weight_decay: float = option(1e-4, "AdamW weight decay of the student", expert=True, low=0)
+    warmup: int = option(100, "steps of linear learning-rate warm-up", expert=True, low=0)
+    clip: float = option(1.0, "gradient norm clip", expert=True, positive=True)
     mixing: bool = option(True, "object-wise mixing")
     mix: dict[str, Any] = option(lambda: asdict(MixConfig()), "MixConfig fields (flags --mix-*)", cli=False)
     transform: str = option("auto", "transformation network T: auto, on or off", parse=auto_on_off)
-    w_bn: float = option(1.0, "weight of T's BatchNorm-statistics loss", expert=True)
+    w_bn: float = option(1.0, "weight of T's BatchNorm-statistics loss", expert=True, low=0)
     bn_loss: str = option("normalized", "T's BN term: per-layer normalised, or sum",
                           choices=("normalized", "sum"), expert=True)
-    w_content: float = option(10.0, "weight of T's content loss (L1 to its input)", expert=True)
-    w_grad: float = option(1.0, "weight of the depth-gradient term of the KD loss", expert=True)
-    w_normal: float = option(1.0, "weight of the surface-normal term of the KD loss", expert=True)
-    w_feature: float = option(0.0, "weight of encoder feature hints (0: off)")
+    w_content: float = option(10.0, "weight of T's content loss (L1 to its input)", expert=True, low=0)
+    w_grad: float = option(1.0, "weight of the depth-gradient term of the KD loss", expert=True, low=0)
+    w_normal: float = option(1.0, "weight of the surface-normal term of the KD loss", expert=True, low=0)
+    w_feature: float = option(0.0, "weight of encoder feature hints (0: off)", low=0)
     seed: int = option(0, "seed of weights, data order and mixing")
-    workers: int = option(2, "DataLoader worker processes")
+    workers: int = option(2, "DataLoader worker processes", low=0)
     device: str = option("auto", "auto, cpu, cuda or cuda:N")
     precision: str = option("auto", "auto: bf16 where native, else fp32", choices=PRECISIONS)
     channels_last: bool = option(True, "NHWC memory layout (faster on CPUs and GPUs)")
-    log_every: int = option(20, "steps between log lines and TensorBoard points")
-    ckpt_every: int = option(500, "steps between checkpoints")
+    log_every: int = option(20, "steps between log lines and TensorBoard points", low=1)
+    ckpt_every: int = option(500, "steps between checkpoints", low=1)
     val: str | None = option(None, "RGB-D folder evaluated every --val-every steps", parse=str)
-    val_every: int = option(500, "steps between validations")
+    val_every: int = option(500, "steps between validations", low=1)
     resume: bool = option(False, "continue the run in --out")
     skip_corrupt: bool = option(False, "skip unreadable shards instead of stopping")
 
@@ -115,15 +115,8 @@ class TrainConfig:
             self.transform = auto_on_off(self.transform)
         except ConfigError as e:
             raise ConfigError(f"--transform {e}") from None
-        for name in ("steps", "batch_size", "log_every", "ckpt_every", "val_every"):
-            if getattr(self, name) < 1:
-                raise ConfigError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
-        check_choices(self)
+        check_fields(self)
         self._check_data_mix()
-        if self.w_feature < 0:
-            raise ConfigError(f"--w-feature must be 0 or more, got {self.w_feature}")
-        if self.workers < 0:
-            raise ConfigError(f"--workers must be 0 or more, got {self.workers}")
         if self.init_student == "teacher" and self.student_imagenet:
             raise ConfigError("--init-student teacher sets every weight of the student from the teacher; leave out "
                               "--student-imagenet")

@@ -16,8 +16,8 @@ import torch.nn.functional as F
 from PIL import Image
 from torch.utils.data import Dataset, IterableDataset, get_worker_info
 
-from simgen.shards import MANIFEST, Sample, ShardError
 from simgen.dataset import DatasetReader
+from simgen.shards import MANIFEST, Sample, ShardError, index_shard, read_sample
 
 
 class DataError(OSError):
@@ -172,18 +172,22 @@ def list_images(source: str | Path) -> list[Path]:
 def readable_images(source: str | Path) -> list[Path]:
     """The images of `source` whose header PIL reads; says how many others were skipped. Raises
     DataError when none is readable. (Files damaged past their header are skipped while training.)"""
-    paths, bad = list_images(source), []
+    paths, bad, depth_maps = list_images(source), [], []
     good = []
     for path in paths:
         try:
-            with Image.open(path) as im:
-                im.size  # the header is parsed on open: a file that is not an image fails here
-            good.append(path)
-        except (OSError, SyntaxError, ValueError) as e:
+            with Image.open(path) as im:  # the header is parsed on open: a file that is not an image fails here
+                # 16-bit or float single-channel PNGs are depth maps (an RGB-D folder), not photos
+                (depth_maps if im.mode.startswith(("I", "F")) else good).append(path)
+        except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
             bad.append(f"{path.name} ({type(e).__name__})")
+    if depth_maps:
+        print(f"distill: --images {source}: {len(depth_maps)} single-channel 16-bit or float image(s) skipped as "
+              f"depth maps, e.g. {depth_maps[0].name}", file=sys.stderr)
     if not good:
-        raise DataError(f"--images {source}: no readable jpg/png image among {len(paths)} file(s)"
-                        + (f", e.g. {', '.join(bad[:SHOWN_UNREADABLE])}" if bad else ""))
+        raise DataError(f"--images {source}: no readable jpg/png photo among {len(paths)} file(s)"
+                        + (f", e.g. {', '.join(bad[:SHOWN_UNREADABLE])}" if bad else "")
+                        + (f" ({len(depth_maps)} depth maps)" if depth_maps else ""))
     if bad:
         print(f"distill: --images {source}: {len(bad)} of {len(paths)} files unreadable, skipped: "
               f"{', '.join(bad[:SHOWN_UNREADABLE])}{' ...' if len(bad) > SHOWN_UNREADABLE else ''}", file=sys.stderr)
@@ -263,11 +267,14 @@ class RGBDFolder(Dataset):
                  hw: tuple[int, int] | None = None):
         self.root, self.depth_scale, self.hw = Path(root), float(depth_scale), hw
         self.items: list[dict[str, Any]] = []
-        self.shard_samples: list[Sample] | None = None
-        if (self.root / MANIFEST).exists():
-            ds = DatasetReader(self.root)
-            self.shard_samples = list(ds.iter_samples())
-            self.items = [{"name": s.key, "scene": s.meta.get("scene_family", "")} for s in self.shard_samples]
+        self.shards: DatasetReader | None = None
+        if (self.root / MANIFEST).exists():  # samples are read one at a time: memory stays flat in the dataset's size
+            self.shards = DatasetReader(self.root)
+            for record in self.shards.shards:
+                path = self.shards.shard_path(record)
+                index = index_shard(path, record["sha256"])
+                self.items += [{"name": f"{k:09d}", "scene": "", "shard": path, "index": k, "members": index[k]}
+                               for k in sorted(index)]
         elif (self.root / "index.csv").exists():
             with open(self.root / "index.csv", newline="") as f:
                 for row in csv.DictReader(f):
@@ -292,9 +299,10 @@ class RGBDFolder(Dataset):
 
     def __getitem__(self, i: int) -> dict[str, Any]:
         it = self.items[i]
-        if self.shard_samples is not None:
-            s = self.shard_samples[i]
+        if self.shards is not None:
+            s = read_sample(it["shard"], it["members"], it["index"], self.shards.depth_scale)
             item = to_tensors(s.rgb, s.depth)
+            it = {**it, "scene": s.meta.get("scene_family", "")}
         else:
             try:
                 with Image.open(it["rgb"]) as im:

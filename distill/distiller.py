@@ -58,6 +58,17 @@ def check_same_teacher(saved: dict[str, Any], now: str | None, cfg: TrainConfig,
                           "choose a new --out (nothing was overwritten)")
 
 
+class NonFiniteLoss(ConfigError):
+    """A loss went NaN or infinite: the run stops there, its last checkpoint kept."""
+
+
+def require_finite(loss: torch.Tensor, step: int, what: str, culprit: str) -> None:
+    """Stop at a non-finite loss, naming the step and where it most likely came from."""
+    if not torch.isfinite(loss).all():
+        raise NonFiniteLoss(f"step {step}: {what} is {loss.item()} (non-finite), most likely from {culprit}: check "
+                            "--teacher-scale, --teacher-output and the learning rates; the last checkpoint is kept")
+
+
 class Distiller:
     """Holds the models, optimisers and the step function; `distill.train.train()` runs the loop."""
 
@@ -166,6 +177,7 @@ class Distiller:
         student's images and target: one T and teacher pass less per step than the paper's)."""
         self.transform.train()
         loss, x_t, t_depth = self.transform_loss(rgb, logs)
+        require_finite(loss, self.step + 1, "the transformation network's loss", "the teacher's BatchNorm statistics")
         self.opt_t.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(self.transform.parameters(), self.cfg.clip)
@@ -209,6 +221,8 @@ class Distiller:
                 t_depth = self.teacher.target(rgb)
         self._student_learns()
         losses, s_depth = self.student_loss(rgb, t_depth)
+        require_finite(losses["total"], self.step + 1, "the student's KD loss",
+                       "the teacher's depth on these images" if not torch.isfinite(t_depth).all() else "the student")
         self.opt_s.zero_grad(set_to_none=True)
         losses["total"].backward()
         logs["grad_norm"] = float(torch.nn.utils.clip_grad_norm_(self.student.parameters(), self.cfg.clip))

@@ -14,7 +14,7 @@ from PIL import Image
 from distill.data import RGBDFolder
 from distill.layers import ALIGNMENTS, METRIC_NAMES, PROTOCOLS, align_prediction, compute_depth_errors, eval_mask
 from distill.runtime import PRECISIONS, autocast, resolve_precision
-from simgen.options import ConfigError, Size, as_size, option, parse_size
+from simgen.options import ConfigError, Size, as_size, check_fields, option, parse_size
 
 
 @torch.no_grad()
@@ -36,7 +36,7 @@ class EvalConfig:
     model: str = option("", "checkpoint of this project, or TorchScript")
     data: str = option("", "RGB-D folder, index.csv folder or dataset")
     split: str = option("test", "index.csv split to use ('all' for every row)")
-    depth_scale: float = option(1000.0, "depth PNG units per metre (1000 NYU, 256 KITTI)")
+    depth_scale: float = option(1000.0, "depth PNG units per metre (1000 NYU, 256 KITTI)", positive=True)
     protocol: str = option("nyu", "crop and depth range of the metrics", choices=tuple(PROTOCOLS))
     align: str = option("none", "align each prediction to the ground truth first", choices=ALIGNMENTS)
     input_size: Size | None = option(None, "model input WIDTHxHEIGHT", parse=parse_size,
@@ -44,6 +44,9 @@ class EvalConfig:
     out: str = option("eval", "folder for metrics.json and grid.png")
     device: str = option("auto", "auto, cpu, cuda or cuda:N")
     precision: str = option("auto", "auto | fp32 | bf16 (see distill train --help)", choices=PRECISIONS)
+
+    def __post_init__(self) -> None:
+        check_fields(self)
 
 
 def evaluate_model(model: torch.nn.Module, data: str | Path, input_size: Size, device: torch.device,
@@ -106,7 +109,12 @@ def evaluate_alignments(model: torch.nn.Module, data: str | Path, input_size: Si
             if grid_path and i in wanted:
                 rows.append(grid_row(item["rgb"], gt.cpu(), [pred.cpu()], mask.cpu()))
     if not per_image[aligns[0]]:
-        raise ConfigError(f"{data}: no image had valid ground truth under protocol {protocol!r}")
+        raise ConfigError(f"{data}: no image had valid ground truth under protocol {protocol!r} (with --depth-scale "
+                          f"{depth_scale})")
+    bad = [r["name"] for r in per_image[aligns[0]] if not all(np.isfinite(r[k]) for k in METRIC_NAMES)]
+    if bad:
+        raise ConfigError(f"the model predicts non-finite depth on {len(bad)} frame(s) (first: {bad[0]}): its weights "
+                          "hold NaN or inf; no metrics written")
     if grid_path and rows:
         Path(grid_path).parent.mkdir(parents=True, exist_ok=True)
         stack_rows(rows).save(grid_path)

@@ -17,6 +17,26 @@ from simgen.options import ConfigError, Size, as_size
 EXPORT_FORMATS = ("onnx", "torchscript")
 
 
+def spec_path(out: str | Path) -> Path:
+    """Where `export_model` writes an export's spec: beside it, NAME.EXT.json (student.onnx.json), so that
+    exports of one model in two formats, and a run's config.json, never share a name."""
+    return Path(f"{out}.json")
+
+
+def read_export_spec(path: str | Path) -> dict | None:
+    """The spec written beside an exported file, its input_size a Size, or None when there is none (also read:
+    NAME.json, the name of earlier releases, whose version-1 specs stored the size as [height, width])."""
+    for meta in (spec_path(path), Path(path).with_suffix(".json")):
+        try:
+            spec = json.loads(meta.read_text())
+        except (OSError, ValueError):
+            continue
+        if isinstance(spec, dict) and isinstance(spec.get("input_size"), list) and len(spec["input_size"]) == 2:
+            size = spec["input_size"] if spec.get("version") else spec["input_size"][::-1]
+            return {**spec, "input_size": as_size(size)}
+    return None
+
+
 def export_model(model: torch.nn.Module, input_size: Size, out: str | Path, fmt: str) -> dict:
     model = model.eval().cpu()
     out = Path(out)
@@ -51,5 +71,5 @@ def export_model(model: torch.nn.Module, input_size: Size, out: str | Path, fmt:
             "output": {"name": "depth", "shape": ["B", 1, h, w], "unit": "metres"},
             "input_size": list(size), "format": fmt,
             "max_abs_diff": float((got - reference).abs().max()), "max_rel_diff": float(((got - reference).abs() / reference.abs().clamp_min(1e-6)).max())}
-    out.with_suffix(".json").write_text(json.dumps(spec, indent=1))
+    spec_path(out).write_text(json.dumps(spec, indent=1))
     return spec

@@ -14,11 +14,12 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 
 from distill.checkpoint import CheckpointError, read_checkpoint, save_checkpoint
 from distill.data import EPOCH_SEED_STRIDE, RGBDFolder, augment, resize_crop
+from distill.distiller import require_finite
 from distill.networks import ARCHITECTURES, build_depth_model, count_params
 from distill.runtime import (PRECISIONS, autocast, describe_precision, memory_format, pick_device, resolve_precision,
                              lr_lambda, to_memory_format)
-from simgen.options import ConfigError, Size, as_size, option, parse_size
-from simgen.runs import NEW, config_differences, run_decision
+from simgen.options import ConfigError, Size, as_size, check_fields, option, parse_size
+from simgen.runs import NEW, config_differences, require_writable, run_decision
 
 
 # learning-rate warm-up: a tenth of the run, at most MAX_WARMUP_STEPS (short runs warm up briefly)
@@ -39,15 +40,15 @@ class FitConfig:
     out: str = option("", "checkpoint file to write (must not exist)")
     arch: str = option("resnet34", "architecture", choices=ARCHITECTURES)
     input_size: Size = option(Size(320, 224), "WIDTHxHEIGHT of the training crops", parse=parse_size)
-    depth_scale: float = option(1000.0, "depth PNG units per metre")
+    depth_scale: float = option(1000.0, "depth PNG units per metre", positive=True)
     split: str | None = option("train", "index.csv split ('all' for every row)", parse=str)
-    min_depth: float = option(0.1, "smallest depth the model outputs (m)")
-    max_depth: float = option(10.0, "largest depth the model outputs (m)")
-    steps: int = option(2000, "training steps")
-    batch_size: int = option(8, "images per step")
-    lr: float = option(1e-3, "learning rate (AdamW, cosine after warm-up)")
+    min_depth: float = option(0.1, "smallest depth the model outputs (m)", positive=True)
+    max_depth: float = option(10.0, "largest depth the model outputs (m)", positive=True)
+    steps: int = option(2000, "training steps", low=1)
+    batch_size: int = option(8, "images per step", low=1)
+    lr: float = option(1e-3, "learning rate (AdamW, cosine after warm-up)", positive=True)
     seed: int = option(0, "seed of initialisation, order and augmentation")
-    workers: int = option(2, "DataLoader worker processes")
+    workers: int = option(2, "DataLoader worker processes", low=0)
     device: str = option("auto", "auto, cpu, cuda or cuda:N")
     precision: str = option("auto", "auto | fp32 | bf16 (see distill train --help)", choices=PRECISIONS)
     channels_last: bool = option(True, "NHWC memory layout")
@@ -55,10 +56,9 @@ class FitConfig:
 
     def __post_init__(self) -> None:
         self.input_size = as_size(self.input_size)
+        check_fields(self)
         if self.split == "all":
             self.split = None
-        if self.steps < 1 or self.batch_size < 1:
-            raise ConfigError(f"--steps and --batch-size must be at least 1, got {self.steps} and {self.batch_size}")
         if min(self.input_size) < 32:
             raise ConfigError(f"--input-size {self.input_size}: width and height must be at least 32")
 
@@ -154,6 +154,7 @@ def fit_teacher(cfg: FitConfig, show_progress: bool = True) -> dict[str, Any]:
         raise ConfigError(f"--out {out} is a directory; give the checkpoint file to write (e.g. {out / 'teacher.ckpt'})")
     if out.exists():
         return _existing_fit(cfg)
+    require_writable(out, "--out")
     device = pick_device(cfg.device)
     precision = resolve_precision(cfg.precision, device)
     torch.manual_seed(cfg.seed)
@@ -179,6 +180,7 @@ def fit_teacher(cfg: FitConfig, show_progress: bool = True) -> dict[str, Any]:
             with autocast(device, precision):
                 pred = model(batch["rgb"].to(device).contiguous(memory_format=memory_format(cfg.channels_last)))
             loss = supervised_loss(pred.float(), batch["depth"].to(device))
+            require_finite(loss, step + 1, "the supervised loss", "the ground truth (no valid depth? --depth-scale?)")
             opt.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)

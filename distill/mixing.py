@@ -12,16 +12,19 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from simgen.options import option
+from simgen.options import check_fields, option
 
 
 @dataclass
 class MixConfig:
-    prob: float = option(0.8, "chance that an image receives pasted objects", expert=True)
-    max_objects: int = option(3, "pasted objects per receiving image: 1 to this", expert=True)
-    scale_jitter: float = option(0.2, "a pasted object is scaled by 1 +- this", expert=True)
-    shift: float = option(0.25, "largest move, as a share of the image size", expert=True)
-    min_pixels: int = option(16, "objects smaller than this are not pasted", expert=True)
+    prob: float = option(0.8, "chance that an image receives pasted objects", expert=True, low=0, high=1)
+    max_objects: int = option(3, "pasted objects per receiving image: 1 to this", expert=True, low=1)
+    scale_jitter: float = option(0.2, "a pasted object is scaled by 1 +- this", expert=True, low=0, high=0.9)
+    shift: float = option(0.25, "largest move, as a share of the image size", expert=True, low=0, high=1)
+    min_pixels: int = option(16, "objects smaller than this are not pasted", expert=True, low=0)
+
+    def __post_init__(self) -> None:
+        check_fields(self, prefix="mix-")
 
 
 def _warp(t: torch.Tensor, scale: float, dx: float, dy: float, mode: str) -> torch.Tensor:

@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from simgen.options import ConfigError, Size, as_size, check_choices, option, parse_size, swapped_hint
+from simgen.options import ConfigError, Size, as_size, check_fields, option, parse_size, swapped_hint
 from simgen.runs import sha256_file
 
 # what a teacher's output means, and so how the KD loss compares the student with it
@@ -77,11 +77,11 @@ class TeacherSpec:
     std: tuple[float, float, float] = option(IMAGENET_STD, "normalisation std", parse=parse_floats3, shown="ImageNet")
     output: str = option("metric", "what the teacher outputs (docs/distill.md)",
                          choices=tuple(OUTPUT_KINDS))
-    scale: float | None = option(None, "metric scale of the output", parse=float, shown="1")
+    scale: float | None = option(None, "metric scale of the output", parse=float, shown="1", positive=True)
     output_key: str | None = option(None, "which output of a tuple, list or dict", parse=str, shown="the first")
 
     def __post_init__(self) -> None:
-        check_choices(self, TeacherError, prefix="teacher-")
+        check_fields(self, TeacherError, prefix="teacher-")
         if self.output == "disparity" and not self.scale:
             raise TeacherError("--teacher-output disparity needs --teacher-scale (focal length x baseline, so that "
                                "depth = scale / disparity); without a known scale use --teacher-output relative")
@@ -200,6 +200,9 @@ def load_teacher(spec: TeacherSpec, device: str | torch.device = "cpu") -> Teach
         raise TeacherError("no teacher given: --teacher FILE or package.module:factory")
     path = Path(src)
     if path.exists():
+        if spec.weights:
+            raise TeacherError(f"--teacher-weights is for a package.module:factory teacher; {src} is a file that "
+                               "holds its own weights: leave --teacher-weights out")
         model, spec = _load_file(path, spec)
     elif ":" in src and not src.endswith((".pt", ".pth", ".ckpt")):
         model = _load_factory(spec)
@@ -213,10 +216,14 @@ def load_teacher(spec: TeacherSpec, device: str | torch.device = "cpu") -> Teach
 
 
 def _load_file(path: Path, spec: TeacherSpec) -> tuple[nn.Module, TeacherSpec]:
-    from distill.checkpoint import CheckpointError, is_torchscript, load_model
+    from distill.checkpoint import CheckpointError, is_torchscript, load_model, require_model_file
     from distill.exported import ExportError, is_exported_program, load_exported
     from distill.onnx_teacher import is_onnx
 
+    try:
+        require_model_file(path)
+    except CheckpointError as e:
+        raise TeacherError(f"--teacher {e}") from None
     if is_exported_program(path):
         try:
             model, size = load_exported(path)
@@ -227,9 +234,10 @@ def _load_file(path: Path, spec: TeacherSpec) -> tuple[nn.Module, TeacherSpec]:
                                f"{swapped_hint(spec.input_size, size)}; leave the flag out or export it at that size")
         return model, replace(spec, input_size=size)
     if is_torchscript(path):
-        return torch.jit.load(str(path), map_location="cpu"), spec
+        return torch.jit.load(str(path), map_location="cpu"), _as_exported(path, spec)
     if path.suffix.lower() == ".onnx":
-        return _load_onnx(path, spec)
+        model, spec = _load_onnx(path, spec)
+        return model, _as_exported(path, spec)
     try:
         model, info = load_model(path)
     except CheckpointError as e:
@@ -247,6 +255,21 @@ def _load_file(path: Path, spec: TeacherSpec) -> tuple[nn.Module, TeacherSpec]:
         print(f"distill: note: the teacher runs at --teacher-input-size {spec.input_size}; it was trained at "
               f"{info.input_size} (leave the flag out to use that)")
     return model, replace(spec, mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0), output="metric", input_size=size)
+
+
+def _as_exported(path: Path, spec: TeacherSpec) -> TeacherSpec:
+    """A student that `distill export` wrote takes [0, 1] RGB (it normalises inside), outputs metric depth
+    and runs at the size it was exported at: read from the spec written beside it, when there is one."""
+    from distill.export import read_export_spec
+
+    exported = read_export_spec(path)
+    if exported is None:
+        return spec
+    size = exported["input_size"]
+    if spec.input_size and spec.input_size != size:
+        raise TeacherError(f"--teacher-input-size {spec.input_size}: {path} was exported at {size}"
+                           f"{swapped_hint(spec.input_size, size)}; leave the flag out")
+    return replace(spec, mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0), output="metric", input_size=size)
 
 
 def _load_onnx(path: Path, spec: TeacherSpec) -> tuple[nn.Module, TeacherSpec]:
@@ -268,7 +291,15 @@ def _load_factory(spec: TeacherSpec) -> nn.Module:
         factory = getattr(importlib.import_module(module_name), attr)
     except (ImportError, AttributeError) as e:
         raise TeacherError(f"--teacher {spec.source}: cannot import ({e})") from None
-    model = factory()
+    if not callable(factory):
+        raise TeacherError(f"--teacher {spec.source}: not a model factory (a callable returning a torch.nn.Module)")
+    try:
+        model = factory()
+    except Exception as e:
+        raise TeacherError(f"--teacher {spec.source}: the factory raised {type(e).__name__}: {e}") from None
+    if not isinstance(model, nn.Module):
+        raise TeacherError(f"--teacher {spec.source}: the factory returned a {type(model).__name__}, not a "
+                           "torch.nn.Module")
     if spec.weights:
         try:
             state = torch.load(spec.weights, map_location="cpu", weights_only=True)
@@ -290,15 +321,24 @@ def check_teacher(teacher: Teacher) -> None:
     except TeacherError:
         raise
     except Exception as e:
-        raise TeacherError(f"teacher failed on a 2 x 3 x {h} x {w} input ({type(e).__name__}: {e}); "
-                           f"check --teacher-input-size ({teacher.spec.input_size}, WIDTHxHEIGHT)") from None
+        # TorchScript puts its traceback into the message: its last line says what went wrong
+        lines = [line.strip() for line in str(e).splitlines() if line.strip()] or [type(e).__name__]
+        if "channels" in lines[-1]:
+            hint = ("distill feeds 3-channel RGB in [0, 1]; wrap a teacher that takes other channels in a "
+                    "package.module:factory")
+        else:
+            hint = f"check --teacher-input-size ({teacher.spec.input_size}, WIDTHxHEIGHT)"
+        raise TeacherError(f"teacher failed on a 2 x 3 x {h} x {w} input ({lines[-1]}); {hint}") from None
+    with torch.no_grad():
+        raw = teacher.raw_output(probe[:1])
+    if float(raw.max() - raw.min()) <= 1e-6 * max(1.0, float(raw.abs().max())):
+        raise TeacherError(f"teacher output is the same everywhere ({float(raw.flatten()[0]):.3g}) on a random image: "
+                           "not a depth map (untrained weights? another output than depth: --teacher-output-key?)")
     if not torch.isfinite(out).all():
         raise TeacherError("teacher output has NaN or inf on a random input")
     if not teacher.relative and (out < 0).any():
         raise TeacherError(f"teacher output has negative values ({float(out.min()):.3g}), which {teacher.spec.output} "
                            "depth cannot be; if it predicts depth up to scale and shift, use --teacher-output relative")
-    with torch.no_grad():
-        raw = teacher.raw_output(probe[:1])
     oh, ow = raw.shape[-2:]
     if abs((oh / ow) / (h / w) - 1) > OUTPUT_ASPECT_TOLERANCE:
         raise TeacherError(f"teacher output is {ow}x{oh} for a {w}x{h} input: another aspect ratio, so resizing it to "

@@ -19,13 +19,13 @@ from torch.utils.data import DataLoader
 
 from distill.checkpoint import read_checkpoint
 from distill.config import INIT_STUDENT, RUN_KEYS, STUDENT_BN, TrainConfig, config_differences
-from distill.data import ImageStream, Interleaved, ShardStream, readable_images
+from distill.data import DataError, ImageStream, Interleaved, RGBDFolder, ShardStream, readable_images
 from distill.distiller import Distiller, check_same_teacher
 from distill.networks import count_macs, count_params
 from distill.runtime import describe_precision
 from distill.teacher import TeacherSpec, teacher_digest
 from simgen.options import ConfigError
-from simgen.runs import FINISHED, run_decision
+from simgen.runs import FINISHED, require_writable, run_decision
 from simgen.dataset import DatasetReader
 
 __all__ = ["CHECKPOINT", "FINAL", "INIT_STUDENT", "STUDENT_BN", "Distiller", "TrainConfig", "make_loader", "train"]
@@ -47,7 +47,8 @@ def check_run_directory(cfg: TrainConfig) -> dict[str, Any] | None:
     if (out / FINAL).exists():
         ckpt = read_checkpoint(out / FINAL)
         finished_diff = config_differences(ckpt["config"], cfg, ignore=RUN_KEYS, where=str(out / FINAL))
-        check_same_teacher(ckpt, teacher_digest(TeacherSpec(**cfg.teacher)), cfg, out / FINAL)
+        if "teacher" not in finished_diff:  # the same teacher path: are its files still the same?
+            check_same_teacher(ckpt, teacher_digest(TeacherSpec(**cfg.teacher)), cfg, out / FINAL)
         if cfg.resume and finished_diff == ["steps"] and cfg.steps > ckpt["step"]:
             # extending a finished run: its student is kept beside the longer run's
             (out / FINAL).rename(out / f"student-step{ckpt['step']}.pt")
@@ -86,11 +87,18 @@ def train(cfg: TrainConfig, show_progress: bool = True) -> dict[str, Any]:
         return finished
     if not cfg.shards and not cfg.images:
         raise ConfigError("nothing to train on: give --shards DIR (simgen datasets) and/or --images DIR")
-    for root in cfg.shards:  # a bad --shards or --images is reported before any model is built
+    for root in cfg.shards:  # a bad --shards, --images or --val is reported before any model is built
         DatasetReader(root)
+    if cfg.val:
+        from distill.evaluate import EvalConfig
+
+        try:
+            RGBDFolder(cfg.val, split=EvalConfig.split)
+        except DataError as e:
+            raise DataError(f"--val {e}") from None
     image_paths = [p for source in cfg.images for p in readable_images(source)]
     created = not out.exists()
-    out.mkdir(parents=True, exist_ok=True)
+    require_writable(out, "--out", directory=True)
     try:
         return _run(cfg, out, show_progress, image_paths)
     except BaseException:
@@ -104,13 +112,15 @@ def _run(cfg: TrainConfig, out: Path, show_progress: bool, image_paths: list[Pat
 
     ckpt_path = out / CHECKPOINT
     d = Distiller(cfg)
-    if cfg.resume:
-        d.load(ckpt_path)
     if d.rank == 0:
         (out / "config.json").write_text(json.dumps(asdict(cfg), indent=1))
         _print_start(d, image_paths)
     writer = _tensorboard(out / "tb") if d.rank == 0 else None
+    # the loader's seed is drawn from the global RNG here, in a new run and a resumed one alike; the RNG state
+    # saved with the checkpoint is restored after it, so every draw keeps its order
     batches = iter(make_loader(cfg, d.hw, image_paths))
+    if cfg.resume:
+        d.load(ckpt_path)
     # exact resume: the stream is a function of the seed, so skip the batches already used
     for _ in range(d.step):
         next(batches)

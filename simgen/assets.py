@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import math
 import os
 import zlib
 from dataclasses import dataclass, field
@@ -125,6 +126,8 @@ def _mesh_problems(folder: Path, i: int, m: Any, measure: bool) -> list[Problem]
             probs.append(Problem(where, f"missing '{key}'", f"add \"{key}\" (see docs/assets.md)"))
     if probs:
         return probs
+    if not isinstance(m["file"], str) or not _inside(folder, m["file"]):
+        return [Problem(where, f"file {m['file']!r} lies outside the library folder", OUTSIDE_FIX)]
     path = folder / m["file"]
     families = [m["family"]] if isinstance(m["family"], str) else m["family"]
     if not set(families) <= set(PLACEMENTS):
@@ -137,6 +140,8 @@ def _mesh_problems(folder: Path, i: int, m: Any, measure: bool) -> list[Problem]
                              "indoor: floor, wall, surface; outdoor: road, roadside, ground"))
     if m.get("up", "z") not in ("y", "z"):
         probs.append(Problem(where, f"unknown up axis {m['up']!r}", "use \"z\" or \"y\""))
+    if "scale" in m and not (_is_number(m["scale"]) and m["scale"] > 0):
+        return probs + [Problem(where, f"bad scale {m['scale']!r}", "give a positive number: file units to metres")]
     if "size_m" not in m and "scale" not in m:
         probs.append(Problem(where, "neither 'size_m' nor 'scale'",
                              "add \"size_m\": [lo, hi] (longest side in metres) or \"scale\" (file units to metres)"))
@@ -155,9 +160,16 @@ def _mesh_problems(folder: Path, i: int, m: Any, measure: bool) -> list[Problem]
             mesh_extent(path, m.get("up", "z"))
         except AssetError as e:
             return probs + [Problem(str(path), str(e).split(": ", 1)[1], "re-export the mesh")]
+    return probs + _size_problems(where, m, bbox, families)
+
+
+def _size_problems(where: str, m: dict[str, Any], bbox: Any, families: list[str]) -> list[Problem]:
+    """A mesh entry's extent, scale and size_m: well formed, and a plausible real size."""
+    probs = []
     if bbox is not None:
-        if len(bbox) != 3 or min(bbox) < 0 or max(bbox) <= 0:
-            return probs + [Problem(where, f"bad bbox {bbox}", "give the mesh extent [x, y, z] in file units")]
+        if not isinstance(bbox, list) or len(bbox) != 3 or not all(map(_is_number, bbox)) or min(bbox) < 0 \
+                or max(bbox) <= 0:
+            return [Problem(where, f"bad bbox {bbox!r}", "give the mesh extent [x, y, z] in file units")]
         if "scale" in m and "size_m" not in m:
             longest = max(bbox) * float(m["scale"])
             limit = max(MAX_PLAUSIBLE_M[f] for f in families if f in MAX_PLAUSIBLE_M) if families else 40.0
@@ -167,10 +179,22 @@ def _mesh_problems(folder: Path, i: int, m: Any, measure: bool) -> list[Problem]
                                      f"{limit:g} m (scale {1.0 / max(bbox):.3g} makes it 1 m), or use 'size_m'"))
     if "size_m" in m:
         s = m["size_m"]
-        if not (isinstance(s, list) and len(s) == 2 and 0 < s[0] <= s[1] <= 100):
-            probs.append(Problem(where, f"bad size_m {s}", "give [lo, hi]: the longest side in metres, "
+        if not (isinstance(s, list) and len(s) == 2 and all(map(_is_number, s)) and 0 < s[0] <= s[1] <= 100):
+            probs.append(Problem(where, f"bad size_m {s!r}", "give [lo, hi]: the longest side in metres, "
                                  "0 < lo <= hi <= 100"))
     return probs
+
+
+OUTSIDE_FIX = "give a path relative to the folder that holds library.json, inside it (no '..', not absolute)"
+
+
+def _inside(folder: Path, relative: str) -> bool:
+    """Whether a manifest's path names a file inside the library folder (not absolute, no way out)."""
+    return not Path(relative).is_absolute() and (folder / relative).resolve().is_relative_to(folder.resolve())
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def check_library(folder: str | Path, measure: bool = True) -> list[Problem]:
@@ -181,17 +205,24 @@ def check_library(folder: str | Path, measure: bool = True) -> list[Problem]:
     except AssetError as e:
         return [Problem(str(folder / LIBRARY_FILE), str(e).split(": ", 1)[-1], "see docs/assets.md")]
     probs: list[Problem] = []
+    for kind in ("meshes", "textures", "hdris"):
+        if not isinstance(data.get(kind, []), list):
+            probs.append(Problem(f"{folder / LIBRARY_FILE} {kind}", f"must be a list of entries, got {data[kind]!r}",
+                                 "see docs/assets.md"))
+            data[kind] = []
     for i, m in enumerate(data.get("meshes", [])):
         probs += _mesh_problems(folder, i, m, measure)
     for kind in ("textures", "hdris"):
         for i, t in enumerate(data.get(kind, [])):
             where = f"{folder / LIBRARY_FILE} {kind}[{i}]"
             target = t.get("file") or t.get("dir") if isinstance(t, dict) else None
-            if not target:
+            if not target or not isinstance(target, str):
                 probs.append(Problem(where, "needs 'file' (or 'dir' for a PBR folder)", "see docs/assets.md"))
                 continue
             path = folder / target
-            if not path.exists():
+            if not _inside(folder, target):
+                probs.append(Problem(where, f"{target!r} lies outside the library folder", OUTSIDE_FIX))
+            elif not path.exists():
                 probs.append(Problem(str(path), f"{kind[:-1]} missing", "fix the path or add the file"))
             elif path.is_dir() and not _pbr_maps(path).get("color"):
                 probs.append(Problem(str(path), "PBR folder without a colour map",

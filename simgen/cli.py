@@ -21,6 +21,7 @@ import click
 from simgen import __version__
 from simgen.config import ConfigError, RenderConfig
 from simgen.options import Parsed, click_options, given, png_path, positive_int, run_cli
+from simgen.runs import require_writable
 
 
 def _int_pair(text: str, sep: str, form: str) -> tuple[int, int]:
@@ -44,6 +45,8 @@ def _part(text: str) -> tuple[int, int]:
 
 
 POSITIVE = Parsed(positive_int, "positive_int")
+# a contact sheet is for looking at: tiles up to a screen's height, and at most this many samples
+MAX_TILE_HEIGHT, MAX_SHEET_SAMPLES = 1024, 200
 PNG = Parsed(png_path, "png_path")
 
 
@@ -139,11 +142,14 @@ def inspect(dataset: str, as_json: bool, no_verify: bool, max_samples: int | Non
 @cli.command(help="Contact sheet: RGB | colour-mapped depth | instance colours.")
 @click.argument("dataset")
 @click.option("--out", required=True, type=PNG, help="PNG file to write")
-@click.option("--count", type=POSITIVE, default=12, show_default=True, help="samples on the sheet")
-@click.option("--height", type=POSITIVE, default=160, show_default=True, help="tile height in pixels")
+@click.option("--count", type=click.IntRange(1, MAX_SHEET_SAMPLES), default=12, show_default=True,
+              help="samples on the sheet")
+@click.option("--height", type=click.IntRange(8, MAX_TILE_HEIGHT), default=160, show_default=True,
+              help="tile height in pixels")
 def preview(dataset: str, out: str, count: int, height: int) -> int:
     from simgen.preview import contact_sheet
 
+    require_writable(out, "--out")
     shown = contact_sheet(dataset, out, count=count, tile_height=height)
     print(f"simgen: wrote {out} ({shown} samples: RGB | depth | instances)")
     return 0

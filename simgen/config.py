@@ -14,7 +14,7 @@ from typing import Any
 
 from simgen.rooms import DEFAULT_ROOMS, ROOM_TYPES, VIEWPOINT_MIX, VIEWPOINTS
 from simgen.materials import MATERIAL_STYLES
-from simgen.options import ConfigError, Size, as_size, check_choices, option, parse_size
+from simgen.options import ConfigError, Size, as_size, check_fields, option, parse_size
 
 # Largest rendered side: beyond it a frame takes minutes and gigabytes (a typo like 100000x100000
 # would run until killed).
@@ -97,7 +97,7 @@ class RenderConfig:
     """What a sample looks like. `simgen render` builds its flags from these fields."""
 
     scene: str = option("indoor", "scene family (mixed: see --indoor-ratio)", choices=SCENE_FAMILIES)
-    indoor_ratio: float = option(0.5, "share of indoor scenes with --scene mixed")
+    indoor_ratio: float = option(0.5, "share of indoor scenes with --scene mixed", low=0, high=1)
     rooms: list[str] = option([], "indoor room type (repeat the flag for more)", repeat=True,
                               choices=tuple(ROOM_TYPES), metavar="TYPE", shown=", ".join(DEFAULT_ROOMS))
     materials: str = option("plausible", "plausible materials, or random colours", choices=MATERIAL_STYLES)
@@ -110,11 +110,11 @@ class RenderConfig:
                                      metavar="WxH")
     profile: str = option("fast", "render settings: speed against quality",
                           choices=tuple(RENDER_PROFILES))
-    views_per_scene: int = option(4, "camera views per built scene")
-    samples_per_shard: int = option(64, "samples per shard file", aliases=("--shard-size",))
-    depth_scale: float | None = option(None, "depth PNG units per metre", parse=float, shown="1000 indoor, 256 otherwise")
+    views_per_scene: int = option(4, "camera views per built scene", low=1)
+    samples_per_shard: int = option(64, "samples per shard file", aliases=("--shard-size",), low=1)
+    depth_scale: float | None = option(None, "depth PNG units per metre", parse=float, shown="1000 indoor, 256 otherwise", positive=True)
     max_depth_m: float | None = option(None, "store depth beyond this (m) as invalid", parse=float,
-                                       aliases=("--max-depth",), shown="20 indoor, 120 otherwise")
+                                       aliases=("--max-depth",), shown="20 indoor, 120 otherwise", positive=True)
     assets: list[str] = option([], "your asset library folder (repeatable)",
                                repeat=True, metavar="DIR")
     builtin_assets: bool = option(True, "use the built-in asset library")
@@ -125,23 +125,13 @@ class RenderConfig:
             self.resolution = as_size(self.resolution)
 
     def validate(self) -> None:
-        check_choices(self)  # scene, rooms, materials, viewpoint, profile (camera: a preset or custom, below)
-        if not 0.0 <= self.indoor_ratio <= 1.0:
-            raise ConfigError(f"--indoor-ratio must be within [0, 1], got {self.indoor_ratio}")
+        check_fields(self)  # scene, rooms, materials, viewpoint, profile (camera: a preset or custom, below)
         if self.camera != "custom" and self.camera not in CAMERA_PRESETS:
             raise ConfigError(
                 f"unknown camera preset {self.camera!r}; choose one of {', '.join(CAMERA_PRESETS)} "
                 "or give --intrinsics fx,fy,cx,cy,W,H")
-        if self.views_per_scene < 1:
-            raise ConfigError("--views-per-scene must be at least 1")
-        if self.samples_per_shard < 1:
-            raise ConfigError("--samples-per-shard must be at least 1")
         if self.resolution is not None:
             self._check_resolution(self.resolution)
-        if self.depth_scale is not None and self.depth_scale <= 0:
-            raise ConfigError("--depth-scale must be positive")
-        if self.max_depth_m is not None and self.max_depth_m <= 0:
-            raise ConfigError(f"--max-depth must be positive (metres), got {self.max_depth_m}")
         if not self.builtin_assets and not self.assets:
             raise ConfigError("--no-builtin-assets needs at least one --assets DIR")
 

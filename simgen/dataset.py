@@ -16,7 +16,7 @@ from typing import Any, Iterator
 
 from simgen.runs import sha256_file
 from simgen.shards import (MANIFEST, SHARD_DIR, Sample, ShardError, iter_shard, load_manifest, new_manifest,
-                           save_manifest, shard_name, stage_shard)
+                           save_manifest, shard_name, shard_sample_count, stage_shard)
 
 
 @contextlib.contextmanager
@@ -24,7 +24,13 @@ def manifest_lock(root: Path) -> Iterator[None]:
     """Exclusive lock for read-modify-write of the manifest: several processes (local workers,
     job-array tasks on a shared file system) may commit shards to one dataset."""
     lock = Path(root) / ".manifest.lock"
-    with open(lock, "a") as f:
+    try:  # never through a link: a linked lock file would create or touch a file outside the dataset
+        fd = os.open(lock, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW, 0o644)
+    except OSError as e:
+        if lock.is_symlink():
+            raise ShardError(f"{lock} is a link; remove it (a dataset's lock file is its own)") from None
+        raise
+    with os.fdopen(fd, "a") as f:
         fcntl.flock(f.fileno(), fcntl.LOCK_EX)
         try:
             yield
@@ -61,7 +67,9 @@ def commit_shard(root: Path, record: dict[str, Any]) -> dict[str, Any]:
         if manifest is None:
             raise ShardError(f"{root}: no {MANIFEST} to commit {record['name']} to")
         old = manifest["shards"].get(record["name"])
-        if old is not None and old["count"] >= record["count"] and shard_intact(root, old):
+        # the old file is hashed: a shard rendered again to repair one (render --verify) must replace a file
+        # whose size and time are unchanged but whose bytes are not
+        if old is not None and old["count"] >= record["count"] and shard_intact(root, old, verify=True):
             if staged:
                 Path(staged).unlink(missing_ok=True)
             if old["count"] == record["count"] and old["sha256"] != record["sha256"]:
@@ -193,10 +201,18 @@ class DatasetReader:
             if not path.exists():
                 raise ShardError(f"{path}: listed in the manifest but missing (rerun the `simgen render` command "
                                  "that made it to repair it)")
-            yield from iter_shard(path, self.depth_scale, record["sha256"] if verify else None)
+            count = 0
+            for count, sample in enumerate(iter_shard(path, self.depth_scale, record["sha256"] if verify else None), 1):
+                yield sample
+            if count != record["count"]:
+                raise ShardError(f"{path}: holds {count} samples, the manifest says {record['count']}")
 
     def verify(self, record: dict[str, Any]) -> str | None:
-        """None when the shard file matches its checksum, else what is wrong."""
+        """None when the shard file matches its checksum and holds the samples its record counts, else what
+        is wrong."""
         if not self.shard_path(record).exists():
             return "missing"
-        return None if shard_intact(self.root, record, verify=True) else "checksum mismatch"
+        if not shard_intact(self.root, record, verify=True):
+            return "checksum mismatch"
+        held = shard_sample_count(self.shard_path(record))
+        return None if held == record["count"] else f"holds {held} samples, the manifest says {record['count']}"

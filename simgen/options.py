@@ -20,8 +20,11 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import re
 import sys
+import types
+import typing
 from pathlib import Path
 from typing import Any, Callable, NamedTuple
 
@@ -38,15 +41,17 @@ class ConfigError(ValueError):
 def option(default: Any = _MISSING, help: str = "", *, parse: Callable[[str], Any] | None = None,
            choices: tuple | list | None = None, flag: str | None = None, aliases: tuple[str, ...] = (),
            repeat: bool = False, cli: bool = True, metavar: str | None = None, shown: str | None = None,
-           expert: bool = False) -> Any:
+           expert: bool = False, low: float | None = None, high: float | None = None, positive: bool = False) -> Any:
     """A dataclass field with its command-line description.
 
     parse: turns the typed text into the value (default: from the default's type; bool is on|off);
     flag: the flag if not --field-name; aliases: other accepted flags; repeat: the flag may be given
     several times and collects a list; cli=False: API and config files only; shown: the default as
-    the help text shows it; expert: a working flag left out of --help (listed by --help-all and the docs)."""
+    the help text shows it; expert: a working flag left out of --help (listed by --help-all and the docs);
+    low / high: inclusive bounds of a number, positive: above 0 (every float must also be finite)."""
     meta = {"help": help, "parse": parse, "choices": choices, "flag": flag, "aliases": aliases, "repeat": repeat,
-            "cli": cli, "metavar": metavar, "shown": shown, "expert": expert}
+            "cli": cli, "metavar": metavar, "shown": shown, "expert": expert, "low": low, "high": high,
+            "positive": positive}
     if isinstance(default, (list, dict, set)):
         value = default
         return dataclasses.field(default_factory=lambda: type(value)(value), metadata=meta)
@@ -75,6 +80,8 @@ def parse_size(text: str) -> Size:
     m = re.fullmatch(r"\s*(\d+)\s*[xX]\s*(\d+)\s*", str(text))
     if not m:
         raise ConfigError(f"must be WIDTHxHEIGHT (e.g. 320x240), got {text!r}")
+    if int(m.group(1)) < 1 or int(m.group(2)) < 1:
+        raise ConfigError(f"each side must be at least 1 pixel, got {text!r}")
     return Size(int(m.group(1)), int(m.group(2)))
 
 
@@ -236,15 +243,34 @@ def show_all_options(ctx: click.Context, _param: Any, value: bool) -> None:
         ctx.exit()
 
 
-def check_choices(obj: Any, error: type[Exception] = ConfigError, prefix: str = "") -> None:
-    """Every field of the dataclass `obj` that declares `choices` holds one of them (each item, for a list
-    field): the one check, for values from flags, config files and the API alike."""
+def check_fields(obj: Any, error: type[Exception] = ConfigError, prefix: str = "") -> None:
+    """The one check of a config dataclass's values, for flags, config files and the API alike: every field
+    that declares `choices` holds one of them (each item, for a list field), every number is within its
+    declared bounds, and every float is finite."""
     for f in dataclasses.fields(obj):
-        choices = f.metadata.get("choices")
-        value = getattr(obj, f.name)
+        meta, value, name = f.metadata, getattr(obj, f.name), flag_name(f, prefix)
+        choices = meta.get("choices")
         for item in (value if isinstance(value, (list, tuple)) else [value]) if choices else []:
             if item not in choices:
-                raise error(f"{flag_name(f, prefix)} {item!r}: choose one of {', '.join(map(str, choices))}")
+                raise error(f"{name} {item!r}: choose one of {', '.join(map(str, choices))}")
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            problem = _out_of_bounds(value, meta)
+            if problem:
+                raise error(f"{name} must be {problem}, got {value}")
+
+
+def _out_of_bounds(value: float, meta: Any) -> str | None:
+    """What `value` fails of the field's bounds (finite, positive, low, high), or None."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return "a finite number"
+    if meta.get("positive") and not value > 0:
+        return "positive"
+    low, high = meta.get("low"), meta.get("high")
+    if low is not None and value < low:
+        return ("0 or more" if low == 0 else f"at least {low}") + (f" and at most {high}" if high is not None else "")
+    if high is not None and value > high:
+        return f"at most {high}" + (f" and at least {low}" if low is not None else "")
+    return None
 
 
 def field_names(cls: type) -> set[str]:
@@ -268,7 +294,44 @@ def read_config_file(path: str | Path, cls: type,
     unknown = sorted(set(data) - field_names(cls))
     if unknown:
         raise ConfigError(f"--config {path}: unknown fields {', '.join(unknown)} (not in {cls.__name__})")
+    hints = typing.get_type_hints(cls)
+    for name, value in data.items():
+        if not _fits(value, hints[name]):
+            raise ConfigError(f"--config {path}: {name} must be {_type_name(hints[name])}, got {value!r}")
     return data
+
+
+def _fits(value: Any, hint: Any) -> bool:
+    """Whether a JSON value can stand for a field of type `hint` (an int for a float; a list for a tuple)."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if hint is Any:
+        return True
+    if origin in (typing.Union, types.UnionType):
+        return any(_fits(value, a) for a in args)
+    if hint is type(None):
+        return value is None
+    if origin in (list, tuple) or (isinstance(hint, type) and issubclass(hint, tuple)):
+        return isinstance(value, (list, tuple)) and all(_fits(v, args[0]) for v in value) if args else \
+            isinstance(value, (list, tuple, str))
+    if origin is dict or hint is dict:
+        return isinstance(value, dict)
+    if hint is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    return isinstance(value, hint) if isinstance(hint, type) else True
+
+
+def _type_name(hint: Any) -> str:
+    names = {int: "a whole number", float: "a number", str: "text", bool: "true or false", type(None): "null"}
+    args = typing.get_args(hint)
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):
+        return " or ".join(_type_name(a) for a in args)
+    if typing.get_origin(hint) is list:
+        return f"a list of {_type_name(args[0])}" if args else "a list"
+    if typing.get_origin(hint) is dict:
+        return "an object"
+    return names.get(hint, getattr(hint, "__name__", str(hint)))
 
 
 def run_cli(group: click.Group, prog: str, argv: list[str] | None, errors: Callable[[], tuple],

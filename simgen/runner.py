@@ -12,7 +12,10 @@ import math
 import multiprocessing as mp
 import os
 import queue
+import shutil
+import socket
 import sys
+import tempfile
 import threading
 from pathlib import Path
 from typing import Any, Iterable
@@ -175,10 +178,13 @@ def _adopt_or_clean(out: Path, manifest: dict[str, Any], todo: list[tuple[int, i
 _PROGRESS_QUEUE: Any = None
 
 
-def _init_local_worker(progress_queue: Any, log_dir: str) -> None:
-    """Blender prints a lot: a worker's stdout and stderr go to OUT/logs/worker-PID.log."""
+def _init_local_worker(progress_queue: Any, log_dir: str, scratch: str) -> None:
+    """Blender prints a lot: a worker's stdout and stderr go to OUT/logs/worker-PID.log. Its temporary files
+    (BlenderProc's and Blender's) go under `scratch`, which the runner removes however the worker ends."""
     global _PROGRESS_QUEUE
     _PROGRESS_QUEUE = progress_queue
+    os.environ["TMPDIR"] = scratch
+    tempfile.tempdir = None  # read TMPDIR again
     redirect_output(log_dir)
 
 
@@ -211,7 +217,11 @@ def _run_local(tasks: list[ShardTask], workers: int, bar, on_done) -> None:
 
     thread = threading.Thread(target=pump, daemon=True)
     thread.start()
-    pool = ctx.Pool(workers, initializer=_init_local_worker, initargs=(progress, log_dir), maxtasksperchild=RECYCLE_AFTER_SHARDS)
+    # the workers' temporary files live here: a worker killed by Ctrl-C or a failure (pool.terminate) runs
+    # no cleanup of its own, so the runner removes the whole folder
+    scratch = tempfile.mkdtemp(prefix="simgen-render-")
+    pool = ctx.Pool(workers, initializer=_init_local_worker, initargs=(progress, log_dir, scratch),
+                    maxtasksperchild=RECYCLE_AFTER_SHARDS)
     try:
         try:
             for record in pool.imap_unordered(_local_task, tasks):
@@ -225,6 +235,7 @@ def _run_local(tasks: list[ShardTask], workers: int, bar, on_done) -> None:
         raise
     finally:
         pool.join()
+        shutil.rmtree(scratch, ignore_errors=True)
         stop.set()
         thread.join()
         while True:  # what the workers reported after the last poll
@@ -232,6 +243,24 @@ def _run_local(tasks: list[ShardTask], workers: int, bar, on_done) -> None:
                 bar.update(progress.get_nowait())
             except queue.Empty:
                 break
+
+
+# seconds to wait for a Ray cluster's address to answer before saying it cannot be reached (Ray itself keeps
+# retrying for minutes)
+RAY_CONNECT_TIMEOUT = 10.0
+
+
+def require_reachable(address: str | None) -> None:
+    """A HOST:PORT Ray address must accept a connection within RAY_CONNECT_TIMEOUT ("auto", "ray://..." and
+    none are Ray's to resolve)."""
+    host, _, port = (address or "").rpartition(":")
+    if not host or not port.isdigit() or "://" in address:
+        return
+    try:
+        socket.create_connection((host, int(port)), timeout=RAY_CONNECT_TIMEOUT).close()
+    except OSError as e:
+        raise DatasetError(f"--ray-address {address}: cannot reach a Ray cluster there ({e.strerror or e}); start one "
+                           "with `ray start --head`, or leave the flag out to start a local one") from None
 
 
 def _run_ray(tasks: list[ShardTask], address: str | None, bar, on_done) -> None:
@@ -243,6 +272,7 @@ def _run_ray(tasks: list[ShardTask], address: str | None, bar, on_done) -> None:
 
     started_here = not ray.is_initialized()
     if started_here:
+        require_reachable(address)
         ray.init(address=address, include_dashboard=False, log_to_driver=False)
     remote = ray.remote(max_calls=RECYCLE_AFTER_SHARDS, num_cpus=max(1, tasks[0].threads))(render_shard)
     pending = {remote.remote(t): t for t in tasks}

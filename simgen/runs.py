@@ -9,9 +9,12 @@ is refused with what differs. Nothing finished is ever deleted or overwritten.
 from __future__ import annotations
 
 import hashlib
+import os
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Callable
+
+from simgen.options import ConfigError
 
 NEW, RESUME, FINISHED = "new", "resume", "finished"
 
@@ -55,3 +58,19 @@ def run_decision(where: str, what: str, finished_diff: list[str] | None, unfinis
     if resume and not unfinished:
         raise FileNotFoundError(f"--resume: no unfinished {what} in {where} to continue")
     return RESUME if resume else NEW
+
+
+def require_writable(path: str | Path, flag: str, directory: bool = False) -> Path:
+    """Make the folder an output goes into (the output itself when `directory`) and prove it takes a file,
+    before any work: a read-only or missing place is found now, not after the work."""
+    path = Path(path)
+    folder = path if directory else path.parent
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        probe = folder / f".write-test-{os.getpid()}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as e:
+        raise ConfigError(f"{flag} {path}: cannot write there ({e.strerror or e}); choose another place "
+                          "(nothing was done)") from None
+    return path

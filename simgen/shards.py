@@ -19,6 +19,7 @@ import io
 import json
 import math
 import os
+import re
 import secrets
 import socket
 import tarfile
@@ -221,6 +222,47 @@ def iter_shard(path: Path, depth_scale: float, sha256: str | None = None) -> Ite
         raise ShardError(f"{path}{where}: corrupt or truncated shard ({e})") from None
 
 
+def index_shard(path: Path, sha256: str | None = None) -> dict[int, dict[str, tuple[int, int]]]:
+    """Where each sample's members lie in a shard file, {index: {ext: (offset, size)}}, so that one sample
+    can be read without the others (`read_sample`). With `sha256` the file is checked against it first."""
+    path = Path(path)
+    try:
+        if sha256 is not None and sha256_file(path) != sha256:
+            raise ShardError(f"{path}: checksum mismatch: the file changed after it was committed (rerun the "
+                             "`simgen render` command that made it to repair it)")
+        index: dict[int, dict[str, tuple[int, int]]] = {}
+        with tarfile.open(path, mode="r") as tar:
+            for info in tar:
+                key, _, ext = info.name.partition(".")
+                if info.isfile() and key.isdigit():
+                    index.setdefault(int(key), {})[ext] = (info.offset_data, info.size)
+        return index
+    except (tarfile.TarError, OSError) as e:
+        raise ShardError(f"{path}: corrupt or truncated shard ({e})") from None
+
+
+def read_sample(path: Path, members: dict[str, tuple[int, int]], index: int, depth_scale: float) -> Sample:
+    """One sample of a shard file, from its members' places (`index_shard`)."""
+    try:
+        with open(path, "rb") as f:
+            data = {}
+            for ext, (offset, size) in members.items():
+                f.seek(offset)
+                data[ext] = f.read(size)
+        return decode_sample(index, data, depth_scale)
+    except (OSError, ValueError) as e:
+        raise ShardError(f"{path} sample {index:0{KEY_DIGITS}d}: unreadable ({e})") from None
+
+
+def shard_sample_count(path: Path) -> int:
+    """How many samples a shard file holds (its distinct keys), from the tar's member list."""
+    try:
+        with tarfile.open(path, mode="r") as tar:
+            return len({info.name.partition(".")[0] for info in tar if info.isfile()})
+    except (tarfile.TarError, OSError) as e:
+        raise ShardError(f"{path}: corrupt or truncated shard ({e})") from None
+
+
 # ------------------------------------------------------------------------------------ manifests
 
 
@@ -243,7 +285,47 @@ def load_manifest(root: Path) -> dict[str, Any] | None:
         raise ShardError(
             f"{path}: shard format version {manifest.get('version')}, this reader knows {FORMAT_VERSION}"
         )
+    problem = manifest_problem(manifest)
+    if problem:
+        raise ShardError(f"{path}: {problem} (a hand-edited manifest?)")
     return manifest
+
+
+SHARD_NAME = re.compile(r"shard-(\d{6})\.tar")
+
+
+def manifest_problem(manifest: dict[str, Any]) -> str | None:
+    """What makes a manifest unusable, or None: missing or mistyped fields, and shard records that are not
+    plain shard file names inside the dataset, or do not sit where the writer splits shards (so that no
+    sample can be listed twice)."""
+    depth, per_shard, n = manifest.get("depth"), manifest.get("samples_per_shard"), manifest.get("n", 0)
+    if not isinstance(depth, dict) or not _number(depth.get("scale")) or not depth["scale"] > 0:
+        return "depth.scale must be a positive number"
+    if not _whole(per_shard) or per_shard < 1:
+        return "samples_per_shard must be a whole number of at least 1"
+    if n is not None and (not _whole(n) or n < 0):
+        return "n must be a whole number or null"
+    if not isinstance(manifest.get("shards"), dict):
+        return "shards must be an object of shard records"
+    for key, r in manifest["shards"].items():
+        m = SHARD_NAME.fullmatch(key)
+        if not m or not isinstance(r, dict) or r.get("name") != key:
+            return f"shard record {key!r}: not a shard file name of this dataset (shard-NNNNNN.tar, named as its key)"
+        if not (_whole(r.get("first_index")) and _whole(r.get("count")) and _whole(r.get("bytes"))
+                and isinstance(r.get("sha256"), str)):
+            return f"shard record {key!r}: first_index, count, bytes and sha256 are required"
+        if r["first_index"] != int(m.group(1)) * per_shard or not 1 <= r["count"] <= per_shard:
+            return (f"shard record {key!r}: samples {r['first_index']}+{r['count']} are not where shard "
+                    f"{int(m.group(1))} of {per_shard} samples lies")
+    return None
+
+
+def _whole(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def new_manifest(*, depth_scale: float, max_depth_m: float, samples_per_shard: int, n: int | None,

@@ -22,7 +22,7 @@ def run(args, cwd=None):
     (["--n", "4", "--resolution", "240x320"], "sizes are WIDTHxHEIGHT; the camera is 640x480, so did you mean 320x240?"),
     (["--n", "4", "--resolution", "100000x100000"], "each side must be within 8 to 8192 pixels"),
     (["--n", "4", "--camera", "kitti", "--intrinsics", "500,500,320,240,640,480"], "either --camera or --intrinsics"),
-    (["--n", "4", "--max-depth", "0"], "--max-depth must be positive"),
+    (["--n", "4", "--max-depth", "0"], "--max-depth-m must be positive"),
     (["--n", "4", "--resolution", "big"], "--resolution must look like 320x240"),
     (["--n", "4", "--profile", "ultra"], "--profile: invalid choice: 'ultra'"),
     (["--n", "4", "--intrinsics", "1,2,3"], "--intrinsics must be fx,fy,cx,cy,W,H"),

@@ -37,7 +37,7 @@ def test_image_folders_are_listed_recursively_and_bad_files_counted(tmp_path, ca
     assert [p.name for p in readable_images(listing)] == ["0.jpg", "1.png"]
     (tmp_path / "empty").mkdir()
     (tmp_path / "empty" / "x.jpg").write_text("nope")
-    with pytest.raises(DataError, match=r"no readable jpg/png image among 1 file\(s\), e.g. x.jpg"):
+    with pytest.raises(DataError, match=r"no readable jpg/png photo among 1 file\(s\), e.g. x.jpg"):
         readable_images(tmp_path / "empty")
     with pytest.raises(DataError, match="not a folder of images or a .txt list"):
         readable_images(tmp_path / "nothing-here")

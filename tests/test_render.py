@@ -174,3 +174,22 @@ def test_the_demo_refuses_feature_hints_a_student_cannot_take_before_rendering(t
                        cwd=Path(__file__).resolve().parents[1])
     assert r.returncode == 1 and "demo: --w-feature: the student's encoder features" in r.stderr
     assert not (tmp_path / "demo").exists()
+
+
+def test_ctrl_c_leaves_no_temporary_folders_behind(tmp_path):
+    """D10 (issue 43): Ctrl-C or a failing render worker left TMPDIR/simgen-bproc-*/blender_* behind (3 of 3
+    SIGINTs did): pool.terminate() kills a worker, whose only cleanup was an atexit handler. The runner owns the
+    workers' scratch folder and removes it however they end."""
+    temp = tmp_path / "tmp"
+    temp.mkdir()
+    cmd = [sys.executable, "-m", "simgen.cli", "render", "--n", "8", "--out", str(tmp_path / "out"), *TINY]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True,
+                            env={**os.environ, "TMPDIR": str(temp)})
+    deadline = time.time() + 300
+    while time.time() < deadline and not list(temp.glob("simgen-render-*/simgen-bproc-*")):
+        time.sleep(0.05)  # a worker has made its BlenderProc folder: interrupt it now
+    assert list(temp.glob("simgen-render-*/simgen-bproc-*")), "no worker started"
+    os.killpg(proc.pid, signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130 and "interrupted" in err.decode()
+    assert not list(temp.iterdir())

@@ -64,7 +64,8 @@ def test_sample_missing_a_member_is_named(tmp_path):
 
 def test_manifest_round_trip_and_foreign_manifest(tmp_path):
     assert shards.load_manifest(tmp_path) is None
-    shards.save_manifest(tmp_path, {"format": shards.FORMAT_NAME, "version": 1, "shards": {}})
+    shards.save_manifest(tmp_path, shards.new_manifest(depth_scale=1000.0, max_depth_m=10.0, samples_per_shard=4, n=0,
+                                                       config={}, seed=0, generator="test"))
     assert shards.load_manifest(tmp_path)["version"] == 1
     (tmp_path / "manifest.json").write_text('{"name": "something else"}')
     with pytest.raises(shards.ShardError, match="not a simgen-shards manifest"):
@@ -78,8 +79,9 @@ def test_dataset_reads_only_committed_shards_and_verifies_checksums(tmp_path):
     (tmp_path / "shards").mkdir()
     rec = shards.write_shard(tmp_path / "shards" / shards.shard_name(0), [make_sample(0), make_sample(1)], 1000.0)
     shards.write_shard(tmp_path / "shards" / shards.shard_name(1), [make_sample(2)], 1000.0)  # not committed
-    shards.save_manifest(tmp_path, {"format": shards.FORMAT_NAME, "version": 1, "n": 3,
-                                    "depth": {"scale": 1000.0}, "shards": {rec["name"]: rec}})
+    manifest = shards.new_manifest(depth_scale=1000.0, max_depth_m=10.0, samples_per_shard=2, n=3, config={}, seed=0,
+                                   generator="test")
+    shards.save_manifest(tmp_path, {**manifest, "shards": {rec["name"]: rec}})
     ds = dataset.DatasetReader(tmp_path)
     assert len(ds) == 2 and [s.index for s in ds.iter_samples()] == [0, 1]
     assert ds.verify(rec) is None
@@ -188,7 +190,8 @@ def test_inspect_names_the_repair_for_a_damaged_shard(tmp_path):
 def test_a_failed_manifest_write_leaves_the_old_manifest_and_no_temporary_file(tmp_path, monkeypatch):
     import errno
     import os
-    shards.save_manifest(tmp_path, {"format": shards.FORMAT_NAME, "version": 1, "shards": {}})
+    shards.save_manifest(tmp_path, shards.new_manifest(depth_scale=1000.0, max_depth_m=10.0, samples_per_shard=4, n=0,
+                                                       config={}, seed=0, generator="test"))
     before = (tmp_path / "manifest.json").read_text()
 
     def full_disk(*a, **k):

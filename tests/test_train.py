@@ -93,6 +93,9 @@ def test_resume_continues_exactly(tmp_path, synthetic_shards, teacher_file, monk
         torch.testing.assert_close(a["model"][k], b["model"][k], rtol=1e-4, atol=1e-5)
     for k in a["transform"]:
         torch.testing.assert_close(a["transform"][k], b["transform"][k], rtol=1e-4, atol=1e-5)
+    # D7: the global RNG ends where the uninterrupted run's does (the loader's seed is drawn before the saved
+    # state is restored), so any randomness of the main process keeps its order across a resume
+    assert torch.equal(a["rng"]["torch"], b["rng"]["torch"])
 
 
 def test_a_finished_run_is_never_overwritten_and_resume_checks_the_config(tmp_path, synthetic_shards, teacher_file, train_config):

@@ -31,7 +31,13 @@ def build_depth_model(arch: str, min_depth: float = 0.1, max_depth: float = 10.0
         raise ConfigError(f"unknown architecture {arch!r}; choose one of {', '.join(ARCHITECTURES)}")
     encoder = ENCODERS[arch]()
     if imagenet_weights:
-        state = torch.load(imagenet_weights, map_location="cpu", weights_only=True)
+        try:
+            state = torch.load(imagenet_weights, map_location="cpu", weights_only=True)
+        except Exception as e:  # a missing file, a file of another format, a pickle with code in it
+            raise ConfigError(f"--student-imagenet {imagenet_weights}: not a torch state dict file "
+                              f"({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})") from None
+        if not isinstance(state, dict):
+            raise ConfigError(f"--student-imagenet {imagenet_weights}: not a state dict (a {type(state).__name__})")
         missing, unexpected = encoder.load_state_dict(state, strict=False)
         unexpected = [k for k in unexpected if not k.startswith(("classifier.", "fc."))]
         if missing or unexpected:
