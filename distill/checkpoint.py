@@ -16,7 +16,6 @@ read them. Exported TorchScript models (`distill export`) carry the same size in
 from __future__ import annotations
 
 import errno
-import json
 import os
 import pickle
 import re

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from simgen.rooms import DEFAULT_ROOMS, ROOM_TYPES, VIEWPOINT_MIX, VIEWPOINTS
+from simgen.rooms import DEFAULT_ROOMS, ROOM_TYPES, VIEWPOINTS
 from simgen.materials import MATERIAL_STYLES
 from simgen.options import ConfigError, Size, as_size, check_fields, option, parse_size
 

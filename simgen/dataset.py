@@ -26,7 +26,7 @@ def manifest_lock(root: Path) -> Iterator[None]:
     lock = Path(root) / ".manifest.lock"
     try:  # never through a link: a linked lock file would create or touch a file outside the dataset
         fd = os.open(lock, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW, 0o644)
-    except OSError as e:
+    except OSError:
         if lock.is_symlink():
             raise ShardError(f"{lock} is a link; remove it (a dataset's lock file is its own)") from None
         raise

@@ -11,7 +11,7 @@ import pytest
 
 from conftest import SIZE, make_sample
 from distill.compare import seed_stats, seed_table, target_lines
-from simgen import dataset, shards
+from simgen import dataset
 from simgen.derive import first_samples, patch_shuffled
 
 SPEC = importlib.util.spec_from_file_location("experiment_indoor",

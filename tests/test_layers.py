@@ -3,7 +3,7 @@ import math
 import pytest
 import torch
 
-from distill.layers import (BNStatsHook, FeatureTap, align_prediction, bn_layers, compute_depth_errors, depth_kd_loss,
+from distill.layers import (BNStatsHook, FeatureTap, align_prediction, compute_depth_errors, depth_kd_loss,
                             eval_mask, feature_hint_loss, ssi_kd_loss)
 
 
