@@ -169,18 +169,26 @@ def is_torchscript(path: str | Path) -> bool:
 def load_model(path: str | Path, device: str | torch.device = "cpu") -> tuple[torch.nn.Module, ModelInfo]:
     """A checkpoint of this project or a model exported by `distill export --format torchscript`:
     the model (image in [0, 1] -> metric depth, eval mode) and what is known about it."""
-    from distill.exported import is_exported_program
-    from distill.onnx_teacher import is_onnx
-
     path = require_model_file(path)
-    for kind, test in (("an ONNX model", is_onnx), ("a torch.export program (.pt2)", is_exported_program)):
-        if test(path):
-            raise CheckpointError(f"{path} is {kind}: eval and export take a checkpoint of this project (distill train "
-                                  "or fit-teacher) or a TorchScript export of one; train takes it as --teacher")
     if is_torchscript(path):
         from distill.export import read_export_spec
 
         spec = read_export_spec(path)
         return torch.jit.load(str(path), map_location=device).eval(), ModelInfo(None, spec and spec["input_size"])
-    ckpt = read_checkpoint(path, map_location="cpu")
+    try:
+        ckpt = read_checkpoint(path, map_location="cpu")
+    except CheckpointError:
+        _refuse_other_formats(path)
+        raise
     return build_model(ckpt).to(device), model_info(ckpt)
+
+
+def _refuse_other_formats(path: Path) -> None:
+    """A model file of a format that eval and export do not take, said by name (else nothing)."""
+    from distill.exported import is_exported_program
+    from distill.onnx_teacher import is_onnx
+
+    for kind, test in (("an ONNX model", is_onnx), ("a torch.export program (.pt2)", is_exported_program)):
+        if test(path):
+            raise CheckpointError(f"{path} is {kind}: eval and export take a checkpoint of this project (distill train "
+                                  "or fit-teacher) or a TorchScript export of one; train takes it as --teacher")

@@ -10,7 +10,7 @@ from __future__ import annotations
 import random
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -62,10 +62,12 @@ class NonFiniteLoss(ConfigError):
     """A loss went NaN or infinite: the run stops there, its last checkpoint kept."""
 
 
-def require_finite(loss: torch.Tensor, step: int, what: str, culprit: str) -> None:
-    """Stop at a non-finite loss, naming the step and where it most likely came from."""
+def require_finite(loss: torch.Tensor, step: int, what: str, culprit: str | Callable[[], str]) -> None:
+    """Stop at a non-finite loss, naming the step and where it most likely came from (`culprit`, or a function
+    that finds it: asked only when the loss is not finite)."""
     if not torch.isfinite(loss).all():
-        raise NonFiniteLoss(f"step {step}: {what} is {loss.item()} (non-finite), most likely from {culprit}: check "
+        where = culprit() if callable(culprit) else culprit
+        raise NonFiniteLoss(f"step {step}: {what} is {loss.item()} (non-finite), most likely from {where}: check "
                             "--teacher-scale, --teacher-output and the learning rates; the last checkpoint is kept")
 
 
@@ -155,7 +157,8 @@ class Distiller:
     def _ctx(self):
         return autocast(self.device, self.precision)
 
-    def transform_loss(self, rgb: torch.Tensor, logs: dict[str, float]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def transform_loss(self, rgb: torch.Tensor,
+                       logs: dict[str, float]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """T's loss on a batch: BN statistics of the teacher on T(x) + content (L1 to x). Returns the loss,
         T(x) and the teacher's depth on T(x) (that pass filled the BN hooks)."""
         cfg = self.cfg
@@ -221,8 +224,8 @@ class Distiller:
                 t_depth = self.teacher.target(rgb)
         self._student_learns()
         losses, s_depth = self.student_loss(rgb, t_depth)
-        require_finite(losses["total"], self.step + 1, "the student's KD loss",
-                       "the teacher's depth on these images" if not torch.isfinite(t_depth).all() else "the student")
+        require_finite(losses["total"], self.step + 1, "the student's KD loss", lambda: "the student"
+                       if torch.isfinite(t_depth).all() else "the teacher's depth on these images")
         self.opt_s.zero_grad(set_to_none=True)
         losses["total"].backward()
         logs["grad_norm"] = float(torch.nn.utils.clip_grad_norm_(self.student.parameters(), self.cfg.clip))
