@@ -211,3 +211,26 @@ def target_lines(entries: list[dict], split: str, roles: dict[str, str]) -> list
         lines.append(f"- 1/6 of the sims ({g}) matches {c}: AbsRel {gm:.3f} against {cm:.3f} +- {cs:.3f}: "
                      + ("met" if gm - cm <= max(cs, 1e-9) else "missed"))
     return lines
+
+
+def result_entries(table: dict[str, dict[str, dict]]) -> list[dict]:
+    """results.json rows: one per model, seed, split and alignment."""
+    entries = []
+    for split, rows in table.items():
+        for run, row in rows.items():
+            base, _, seed = run.partition("-s")
+            for align, ev in row["eval"].items():
+                m = ev["overall"]
+                entries.append({"id": base, "run": run, "seed": int(seed or 0), "split": split, "align": align,
+                                "abs_rel": m["abs_rel"], "rmse": m["rmse"], "a1": m["a1"]})
+    return entries
+
+
+def table_target_lines(entries: list[dict], split: str, tables: dict[str, dict[str, str]]) -> list[str]:
+    """The targets of every table (name: {role: row}) whose rows were run, under the table's name."""
+    lines = []
+    for name, roles in tables.items():
+        more = target_lines(entries, split, roles)
+        if more:
+            lines += [f"{name} ({', '.join(f'{k} as {v}' for k, v in roles.items())}):", "", *more, ""]
+    return lines

@@ -29,7 +29,8 @@ import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from distill.compare import measure_model, metrics_table, per_scene_table, prediction_figure, seed_table, target_lines
+from distill.compare import (measure_model, metrics_table, per_scene_table, prediction_figure, result_entries,
+                             seed_table, table_target_lines)
 from distill.config import TrainConfig, drop_retired
 from distill.data import RGBDFolder
 from distill.fit_teacher import FitConfig, fit_teacher, partial_path
@@ -168,28 +169,6 @@ def evaluate(p: Profile, out: Path, data: Path, models: dict[str, Path]) -> dict
     return table
 
 
-def result_entries(table: dict[str, dict[str, dict]]) -> list[dict]:
-    """results.json rows: one per model, seed, split and alignment."""
-    entries = []
-    for split, rows in table.items():
-        for run, row in rows.items():
-            base, _, seed = run.partition("-s")
-            for align, ev in row["eval"].items():
-                m = ev["overall"]
-                entries.append({"id": base, "run": run, "seed": int(seed or 0), "split": split, "align": align,
-                                "abs_rel": m["abs_rel"], "rmse": m["rmse"], "a1": m["a1"]})
-    return entries
-
-
-def all_target_lines(entries: list[dict], split: str) -> list[str]:
-    lines = []
-    for name, roles in TABLES.items():
-        more = target_lines(entries, split, roles)
-        if more:
-            lines += [f"{name} ({', '.join(f'{k} as {v}' for k, v in roles.items())}):", "", *more, ""]
-    return lines
-
-
 def write_results(command: str, p: Profile, out: Path, data: Path, models: dict[str, Path], table: dict,
                   minutes: float) -> list[str]:
     entries = result_entries(table)
@@ -208,7 +187,7 @@ def write_results(command: str, p: Profile, out: Path, data: Path, models: dict[
         lines += [f"## split={split}", "", "NYU protocol (Eigen crop, 1e-3 to 10 m), per image then averaged.", "",
                   *metrics_table(_labelled(table[split])), "", "Per scene, AbsRel without alignment:", "",
                   *per_scene_table(_labelled(table[split])), "", "Mean +- spread over training seeds:", "",
-                  *seed_table(entries, split), "", "Targets:", "", *all_target_lines(entries, split)]
+                  *seed_table(entries, split), "", "Targets:", "", *table_target_lines(entries, split, TABLES)]
         frames = prediction_figure(shown, data, p.size, out / f"figure-{split}.png", split)
         lines += [f"`figure-{split}.png`: depth of each model ({', '.join(shown)}) on " + ", ".join(frames) + ".", ""]
     (out / "results.md").write_text("\n".join(lines))

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from conftest import SIZE, make_sample
-from distill.compare import seed_stats, seed_table, target_lines
+from distill.compare import result_entries, seed_stats, seed_table, table_target_lines, target_lines
 from simgen import dataset
 from simgen.derive import first_samples, patch_shuffled
 
@@ -87,7 +87,7 @@ def _entries():
             "b-s1": _row(0.21, 0.62, 0.68, 0.20), "c": _row(0.40, 0.90, 0.40, 0.30), "c-s1": _row(0.42, 0.92, 0.42, 0.30),
             "c-s2": _row(0.38, 0.88, 0.38, 0.30), "f": _row(0.30, 0.66, 0.55, 0.25), "f-s1": _row(0.31, 0.67, 0.56, 0.25),
             "f-s2": _row(0.29, 0.65, 0.54, 0.25), "g": _row(0.41, 0.90, 0.40, 0.30)}
-    return exp.result_entries({split: runs for split in ("test", "unseen")})
+    return result_entries({split: runs for split in ("test", "unseen")})
 
 
 def test_results_json_has_one_entry_per_run_split_and_alignment():
@@ -134,3 +134,9 @@ def test_derived_datasets_keep_or_change_the_samples(tmp_path):
     original = make_sample(0, h=16, w=16).rgb
     assert not np.array_equal(shuffled[0].rgb, original)  # patches moved
     assert np.array_equal(np.sort(shuffled[0].rgb.reshape(-1)), np.sort(original.reshape(-1)))  # same pixels
+
+
+def test_targets_are_checked_per_table_that_was_run():
+    tables = {"cpu": {"b": "b", "c": "c", "f": "f", "g": "g"}, "end point": {"b": "v51", "c": "v50", "f": "v49"}}
+    lines = table_target_lines(_entries(), "test", tables)
+    assert lines[0] == "cpu (b as b, c as c, f as f, g as g):" and not any("end point" in line for line in lines)
