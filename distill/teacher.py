@@ -85,9 +85,9 @@ class TeacherSpec:
         if self.output == "disparity" and not self.scale:
             raise TeacherError("--teacher-output disparity needs --teacher-scale (focal length x baseline, so that "
                                "depth = scale / disparity); without a known scale use --teacher-output relative")
-        if self.scale is not None and (self.scale <= 0 or self.output in RELATIVE_KINDS):
-            raise TeacherError(f"--teacher-scale {self.scale}: must be positive, and only for metric, inverse or "
-                               "disparity outputs (relative outputs have no scale)")
+        if self.scale is not None and self.output in RELATIVE_KINDS:  # its sign and finiteness: check_fields
+            raise TeacherError(f"--teacher-scale {self.scale}: only for metric, inverse or disparity outputs "
+                               "(relative outputs have no scale)")
         if self.source and Path(self.source).exists():  # one spelling of a file: resume compares it
             self.source = str(Path(self.source).resolve())
         self.input_size = None if self.input_size is None else as_size(self.input_size)

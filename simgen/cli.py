@@ -20,7 +20,7 @@ import click
 
 from simgen import __version__
 from simgen.config import ConfigError, RenderConfig
-from simgen.options import Parsed, click_options, given, png_path, positive_int, run_cli
+from simgen.options import Choice, Parsed, click_options, given, png_path, positive_int, run_cli
 from simgen.runs import require_writable
 
 
@@ -65,7 +65,7 @@ def cli() -> None:
 @click.option("--no-builtin-assets", "no_builtin_assets", is_flag=True, help="only the --assets libraries")
 @click.option("--workers", type=POSITIVE, default=1, show_default=True, help="local render processes")
 @click.option("--threads", type=int, help="Cycles threads per worker (default: cores / workers)")
-@click.option("--executor", type=click.Choice(["local", "ray"]), default="local", show_default=True,
+@click.option("--executor", type=Choice(["local", "ray"]), default="local", show_default=True,
               help="local processes, or one Ray task per shard")
 @click.option("--ray-address", help="Ray cluster to join (default: start a local one)")
 @click.option("--shard-range", type=Parsed(_shard_range, "FIRST:END"), metavar="FIRST:END",
@@ -174,7 +174,7 @@ def check(folder: str) -> int:
 
 @assets.command(help="Draft library.json for a folder of meshes, textures and HDRIs.")
 @click.argument("folder")
-@click.option("--family", type=click.Choice(["indoor", "outdoor"]), default="indoor", show_default=True)
+@click.option("--family", type=Choice(["indoor", "outdoor"]), default="indoor", show_default=True)
 @click.option("--force", is_flag=True, help="overwrite an existing library.json")
 def draft(folder: str, family: str, force: bool) -> int:
     from simgen.assets import LIBRARY_FILE, draft_manifest
