@@ -6,6 +6,9 @@ A checkpoint is a torch.save'd dict:
     model_arch   a name of distill.networks.ARCHITECTURES
     model        the state dict (plain, contiguous layout)
     model_range  {"min_depth": m, "max_depth": m}: the output range the model was built with
+    output       what its depth means: "metric" (metres; absent in older files), or "relative" /
+                 "relative-depth" for the student of a relative teacher (up to scale and shift; "relative":
+                 its inverse is)
     input_size   [width, height] it was trained at (version 1 stored [height, width])
     ...          whatever the writer adds: the run's config, optimiser and RNG states for --resume
 
@@ -44,6 +47,7 @@ class ModelInfo:
     input_size: Size | None
     min_depth: float = 0.1
     max_depth: float = 10.0
+    output: str = "metric"           # distill.teacher.STUDENT_OUTPUTS: what its depth means
 
 
 # below this much free space a failed checkpoint write is reported as a full disk (a checkpoint of the
@@ -142,7 +146,7 @@ def _flip_size(d: dict[str, Any] | None) -> None:
 
 def model_info(ckpt: dict[str, Any]) -> ModelInfo:
     size = as_size(ckpt["input_size"]) if ckpt.get("input_size") else None
-    return ModelInfo(ckpt["model_arch"], size, **ckpt.get("model_range", {}))
+    return ModelInfo(ckpt["model_arch"], size, output=ckpt.get("output", "metric"), **ckpt.get("model_range", {}))
 
 
 def build_model(ckpt: dict[str, Any]) -> torch.nn.Module:
@@ -167,20 +171,37 @@ def is_torchscript(path: str | Path) -> bool:
 
 
 def load_model(path: str | Path, device: str | torch.device = "cpu") -> tuple[torch.nn.Module, ModelInfo]:
-    """A checkpoint of this project or a model exported by `distill export --format torchscript`:
-    the model (image in [0, 1] -> metric depth, eval mode) and what is known about it."""
+    """A checkpoint of this project, or a student that `distill export` wrote (TorchScript, or ONNX run by
+    onnxruntime): the model (image in [0, 1] -> depth, eval mode) and what is known about it."""
     path = require_model_file(path)
-    if is_torchscript(path):
-        from distill.export import read_export_spec
-
-        spec = read_export_spec(path)
-        return torch.jit.load(str(path), map_location=device).eval(), ModelInfo(None, spec and spec["input_size"])
+    exported = _load_export(path, device)
+    if exported is not None:
+        return exported
     try:
         ckpt = read_checkpoint(path, map_location="cpu")
     except CheckpointError:
         _refuse_other_formats(path)
         raise
     return build_model(ckpt).to(device), model_info(ckpt)
+
+
+def _load_export(path: Path, device: str | torch.device) -> tuple[torch.nn.Module, ModelInfo] | None:
+    """A TorchScript file, or an ONNX file with the spec `distill export` writes beside it; None otherwise."""
+    from distill.export import Reciprocal, read_export_spec
+
+    spec = read_export_spec(path) or {}
+    if is_torchscript(path):
+        model = torch.jit.load(str(path), map_location=device).eval()
+    elif path.suffix.lower() == ".onnx" and spec:
+        from distill.onnx_teacher import OnnxModel
+
+        model = OnnxModel(path)
+    else:
+        return None
+    output = spec.get("student_output", "metric")
+    if output == "relative":  # exported as inverse depth: turned back into the checkpoint's depth
+        model = Reciprocal(model)
+    return model, ModelInfo(None, spec.get("input_size"), output=output)
 
 
 def _refuse_other_formats(path: Path) -> None:
@@ -191,4 +212,5 @@ def _refuse_other_formats(path: Path) -> None:
     for kind, test in (("an ONNX model", is_onnx), ("a torch.export program (.pt2)", is_exported_program)):
         if test(path):
             raise CheckpointError(f"{path} is {kind}: eval and export take a checkpoint of this project (distill train "
-                                  "or fit-teacher) or a TorchScript export of one; train takes it as --teacher")
+                                  "or fit-teacher) or an export of one (with its NAME.EXT.json beside it); train "
+                                  "takes it as --teacher")

@@ -149,7 +149,7 @@ def evaluate(**_: Any) -> int:
         raise ConfigError(f"--out {out} is a file; give a folder for metrics.json and grid.png")
     require_writable(out, "--out", directory=True)
     result = evaluate_model(model, cfg.data, size, device, cfg.protocol, cfg.align, cfg.depth_scale, cfg.split,
-                            grid_path=out / "grid.png", precision=cfg.precision)
+                            grid_path=out / "grid.png", precision=cfg.precision, output=info.output)
     result.update(model=cfg.model, data=cfg.data, input_size=list(size))
     (out / "metrics.json").write_text(json.dumps(result, indent=1))
     print(format_metrics(result))
@@ -157,14 +157,22 @@ def evaluate(**_: Any) -> int:
     return 0
 
 
-@cli.command(help="Export a student to ONNX or TorchScript and check it against the checkpoint.")
+@cli.command(help="Export a student to ONNX (any height and width; --int8) or TorchScript, and check it against the "
+                  "checkpoint.")
 @click.option("--model", required=True, help="checkpoint of this project")
 @click.option("--format", "fmt", required=True, type=Choice(EXPORT_FORMATS), help="export format")
 @click.option("--out", required=True, help="file to write (and its spec, OUT.json, beside it)")
+@click.option("--int8", is_flag=True, help="ONNX only: static int8 quantization, calibrated on sims")
+@click.option("--calibration", help="simgen dataset for --int8's calibration  [default: the run's --shards]")
+@click.option("--calibration-count", type=POSITIVE, default=64, show_default=True, help="images --int8 calibrates on")
+@click.option("--check-size", "check_sizes", multiple=True, type=Parsed(parse_size, "WxH"),
+              help="WIDTHxHEIGHT the ONNX export is checked at, 32x32 or more (repeatable)  "
+                   "[default: 128x96, 320x240, 640x480]")
 @click.option("--force", is_flag=True, help="replace an existing --out and its OUT.json")
 @common
-def export(model: str, fmt: str, out: str, force: bool, **_: Any) -> int:
-    from distill.export import export_model
+def export(model: str, fmt: str, out: str, int8: bool, calibration: str | None, calibration_count: int,
+           check_sizes: tuple[Size, ...], force: bool, **_: Any) -> int:
+    from distill.export import CHECK_SIZES, MIN_SIDE, export_model
 
     module, info = _load_model_flag(model)
     if info.arch is None:
@@ -172,17 +180,40 @@ def export(model: str, fmt: str, out: str, force: bool, **_: Any) -> int:
                           "it came from (e.g. runs/s1/student.pt)")
     if Path(out).is_dir():
         raise ConfigError(f"--out {out} is a directory; give the file to write (e.g. {Path(out) / 'student.onnx'})")
+    for size in check_sizes:
+        if min(size) < MIN_SIDE:
+            raise ConfigError(f"--check-size {size}: the model takes at least {MIN_SIDE}x{MIN_SIDE}")
     existing = [str(p) for p in (Path(out), spec_path(out)) if p.exists()]
     if existing and not force:
         raise FileExistsError(f"{' and '.join(existing)} exist(s); choose another --out, or pass --force to replace "
                               "(nothing was written)")
     require_writable(out, "--out")
-    spec = export_model(module, info.input_size, out, fmt)
-    w, h = info.input_size
-    print(f"distill: wrote {out} ({fmt}); input float32 Bx3x{h}x{w} RGB in [0,1], output depth "
-          f"in metres; largest difference to the checkpoint {spec['max_abs_diff']:.2e} m "
-          f"(relative {spec['max_rel_diff']:.2e})")
+    images = _calibration_images(model, fmt, calibration, calibration_count, info.input_size) if int8 else None
+    spec = export_model(module, info.input_size, out, fmt, info.output, (info.min_depth, info.max_depth), images,
+                        tuple(check_sizes) or CHECK_SIZES)
+    meaning, checked = spec["output"], ", ".join(f"{k} {v['max_abs_diff']:.1e}" for k, v in spec["checked"].items())
+    print(f"distill: wrote {out} ({fmt}{', int8' if int8 else ''}); input float32 {'x'.join(map(str, spec['input']['shape']))}"
+          f" RGB in [0,1], output {meaning['name']}: {meaning['kind']} ({meaning['unit']}); largest difference to "
+          f"the checkpoint at {checked}")
     return 0
+
+
+def _calibration_images(model: str, fmt: str, calibration: str | None, count: int, size: Size):
+    """--int8's calibration images: the first of --calibration, or of the run's own shards."""
+    from distill.checkpoint import read_checkpoint
+    from distill.data import first_samples
+    from simgen.shards import load_manifest
+
+    if fmt != "onnx":
+        raise ConfigError("--int8 quantizes an ONNX export: use --format onnx")
+    sources = [calibration] if calibration else (read_checkpoint(model).get("config") or {}).get("shards") or []
+    found = [s for s in sources if Path(s).is_dir() and load_manifest(Path(s))]
+    if not found:
+        said = f"--calibration {calibration} is not a simgen dataset" if calibration else (
+            f"{model} records no simgen dataset that is still there" + (f" ({', '.join(sources)})" if sources else ""))
+        raise ConfigError(f"--int8 needs calibration images: {said}; give --calibration DIR (a simgen dataset, e.g. "
+                          "the run's --shards)")
+    return first_samples(found[0], size.hw, count)["rgb"]
 
 
 @cli.command(name="fit-teacher", help="Supervised training of a reference teacher on RGB-D data.")

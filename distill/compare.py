@@ -6,7 +6,6 @@ the docs show).
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from typing import Any
 
@@ -15,24 +14,13 @@ import torch
 
 from distill.checkpoint import load_model
 from distill.evaluate import EvalConfig, evaluate_alignments, grid_row, predict, stack_rows
+from distill.latency import eager_ms
 from distill.networks import count_macs, count_params
 from simgen.options import Size
 
-# Latency: median of LATENCY_REPEATS single-image forward passes after LATENCY_WARMUP untimed ones.
-LATENCY_REPEATS = 20
-LATENCY_WARMUP = 3
-
-
-def cpu_latency_ms(model: torch.nn.Module, input_size: Size, repeats: int = LATENCY_REPEATS) -> float:
-    model = model.eval().cpu()
-    x = torch.rand(1, 3, *input_size.hw)
-    times = []
-    with torch.no_grad():
-        for _ in range(repeats + LATENCY_WARMUP):
-            t0 = time.perf_counter()
-            model(x)
-            times.append(time.perf_counter() - t0)
-    return float(np.median(times[LATENCY_WARMUP:]) * 1000)
+def cpu_latency_ms(model: torch.nn.Module, input_size: Size) -> float:
+    """PyTorch eager fp32 at batch 1 (distill/latency.py)."""
+    return eager_ms(model, input_size)
 
 
 def measure_model(path: str | Path, data: str | Path, input_size: Size, protocol: str, split: str | None,

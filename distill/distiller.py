@@ -18,13 +18,14 @@ import torch.nn.functional as F
 
 from distill.checkpoint import read_checkpoint, save_checkpoint
 from distill.config import RESUMABLE_KEYS, TrainConfig, config_differences
-from distill.layers import BNStatsHook, FeatureTap, feature_hint_loss
+from distill.layers import BNStatsHook, FeatureTap, feature_hint_loss, kd_loss
 from distill.mixing import MixConfig, mix_objects
 from distill.networks import build_depth_model, hinted_modules, inherit_weights, require_matching_features
 from distill.networks.transform import build_transform
 from distill.runtime import (autocast, contiguous_state, lr_lambda, memory_format, pick_device, resolve_precision,
                              to_memory_format)
-from distill.teacher import TeacherError, TeacherSpec, kd_loss, load_teacher, require_batchnorm, teacher_digest
+from distill.teacher import (STUDENT_OUTPUTS, TeacherError, TeacherSpec, load_teacher, require_batchnorm,
+                             teacher_digest)
 from simgen.options import ConfigError
 
 # each rank mixes with its own generator: seed + MIX_SEED_STRIDE * rank (a prime, so ranks of
@@ -256,7 +257,8 @@ class Distiller:
             return
         t = self.transform is not None
         save_checkpoint(path, self.student, self.cfg.student, self.spec.input_size, self.cfg.min_depth,
-                        self.cfg.max_depth, step=self.step, config=asdict(self.cfg), rng=rng_state(),
+                        self.cfg.max_depth, output=STUDENT_OUTPUTS[self.spec.output], step=self.step,
+                        config=asdict(self.cfg), rng=rng_state(),
                         mix_gen=self.mix_gen.get_state(), teacher_spec=self.spec.to_dict(),
                         teacher_sha256=self.teacher_sha256, opt_s=self.opt_s.state_dict(),
                         sched_s=self.sched_s.state_dict(),

@@ -38,7 +38,8 @@ class EvalConfig:
     split: str = option("test", "index.csv split to use ('all' for every row)")
     depth_scale: float = option(1000.0, "depth PNG units per metre (1000 NYU, 256 KITTI)", positive=True)
     protocol: str = option("nyu", "crop and depth range of the metrics", choices=tuple(PROTOCOLS))
-    align: str = option("none", "align each prediction to the ground truth first", choices=ALIGNMENTS)
+    align: str = option("auto", "align each prediction to the ground truth first (auto: a relative model's "
+                        "by scale and shift, a metric one's not)", choices=("auto",) + ALIGNMENTS)
     input_size: Size | None = option(None, "model input WIDTHxHEIGHT", parse=parse_size,
                                        shown="the checkpoint's")
     out: str = option("eval", "folder for metrics.json and grid.png")
@@ -49,15 +50,26 @@ class EvalConfig:
         check_fields(self)
 
 
+# alignment "auto", by what the model's depth means (checkpoint.ModelInfo.output)
+AUTO_ALIGNMENT = {"metric": "none", "relative": "scale-shift-inverse", "relative-depth": "scale-shift"}
+
+
+def resolve_alignment(align: str, output: str) -> str:
+    """The alignment `auto` stands for: none for metric depth, scale and shift for a relative model's."""
+    return AUTO_ALIGNMENT[output] if align == "auto" else align
+
+
 def evaluate_model(model: torch.nn.Module, data: str | Path, input_size: Size, device: torch.device,
                    protocol: str = EvalConfig.protocol, align: str = EvalConfig.align,
                    depth_scale: float = EvalConfig.depth_scale, split: str | None = EvalConfig.split,
                    grid_path: str | Path | None = None, grid_count: int = 6,
-                   precision: str = EvalConfig.precision) -> dict[str, Any]:
+                   precision: str = EvalConfig.precision, output: str = "metric") -> dict[str, Any]:
     """Metrics of `model` (input size WxH) on RGB-D data; split 'all' or None: every frame;
-    `precision` auto | fp32 | bf16 (distill/runtime.py)."""
-    return evaluate_alignments(model, data, input_size, device, (align,), protocol, depth_scale, split, grid_path,
-                               grid_count, precision)[align]
+    `precision` auto | fp32 | bf16 (distill/runtime.py); `output` what its depth means (for align auto)."""
+    align = resolve_alignment(align, output)
+    result = evaluate_alignments(model, data, input_size, device, (align,), protocol, depth_scale, split, grid_path,
+                                 grid_count, precision)[align]
+    return {**result, "output": output}
 
 
 # Frames predicted together: 2.37x faster than one at a time on 2 CPU cores (scripts/bench_eval.py; per-image
@@ -164,8 +176,10 @@ def grid_row(rgb: torch.Tensor, gt: torch.Tensor, preds: list[torch.Tensor], mas
 
 def format_metrics(result: dict[str, Any]) -> str:
     head = "scene".ljust(34) + "".join(k.rjust(9) for k in METRIC_NAMES)
-    lines = [f"protocol {result['protocol']}, alignment {result['align']}, precision {result.get('precision', 'fp32')}, "
-             f"{result['images']} images", head]
+    relative = result.get("output", "metric") != "metric"
+    lines = [f"protocol {result['protocol']}, alignment {result['align']}"
+             + (" (the model is relative: its depth is known up to scale and shift)" if relative else "")
+             + f", precision {result.get('precision', 'fp32')}, {result['images']} images", head]
     for name, m in list(result["per_scene"].items()) + [("overall", result["overall"])]:
         lines.append(name[:33].ljust(34) + "".join(f"{m[k]:9.4f}" for k in METRIC_NAMES))
     return "\n".join(lines)

@@ -62,6 +62,16 @@ def ssi_kd_loss(student: torch.Tensor, teacher: torch.Tensor, w_grad: float = 1.
     return {"total": depth + w_grad * grad, "depth": depth, "grad": grad, "normal": torch.zeros(())}
 
 
+def kd_loss(output: str, student_depth: torch.Tensor, target: torch.Tensor, w_grad: float,
+            w_normal: float) -> dict[str, torch.Tensor]:
+    """The KD loss for a teacher of this output kind (`target` is `distill.teacher.Teacher.target`)."""
+    if output == "relative":
+        return ssi_kd_loss(1.0 / student_depth, target, w_grad)
+    if output == "relative-depth":
+        return ssi_kd_loss(student_depth, target, w_grad)
+    return depth_kd_loss(student_depth, target, w_grad, w_normal)
+
+
 # ------------------------------------------------------------------------------ feature hints
 
 
@@ -203,15 +213,19 @@ def eval_mask(gt: torch.Tensor, protocol: str) -> torch.Tensor:
     return mask & crop
 
 
-ALIGNMENTS = ("none", "median", "scale-shift")
+ALIGNMENTS = ("none", "median", "scale-shift", "scale-shift-inverse")
 
 
 def align_prediction(pred: torch.Tensor, gt: torch.Tensor, mode: str) -> torch.Tensor:
-    """none | median (scale by median ratio) | scale-shift (least squares) on 1-D valid pixels."""
+    """none | median (scale by median ratio) | scale-shift (least squares) | scale-shift-inverse (least
+    squares on inverse depth, as MiDaS is evaluated, then inverted) on 1-D valid pixels."""
     if mode == "none":
         return pred
     if mode == "median":
         return pred * (gt.median() / pred.median().clamp_min(EPS))
     if mode == "scale-shift":
         return align_scale_shift(pred.view(1, 1, 1, -1), gt.view(1, 1, 1, -1)).view(-1)
-    raise ConfigError(f"unknown alignment {mode!r}; choose none, median or scale-shift")
+    if mode == "scale-shift-inverse":
+        inverse = align_scale_shift(1.0 / pred.clamp_min(EPS).view(1, 1, 1, -1), 1.0 / gt.view(1, 1, 1, -1)).view(-1)
+        return 1.0 / inverse.clamp_min(1.0 / gt.max())  # an aligned inverse below the frame's farthest is capped there
+    raise ConfigError(f"unknown alignment {mode!r}; choose {', '.join(ALIGNMENTS)}")

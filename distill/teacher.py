@@ -1,6 +1,8 @@
 """Loading the user's teacher, and what it is: input size, normalisation, output kind.
 
-Five ways in (`--teacher`):
+Six ways in (`--teacher`):
+  * a Hugging Face depth model: a folder written by save_pretrained, or a hub id (distill/hf_teacher.py);
+    its normalisation, input rules and output kind come from its own configs;
   * a torch.export program (`teacher.pt2` from torch.export.save; distill/exported.py): the
     format PyTorch recommends, and the full method works through it;
   * a TorchScript file (`model.pt` from torch.jit.save): plain KD (its BatchNorm layers cannot be
@@ -42,6 +44,10 @@ OUTPUT_KINDS = {
     "relative-depth": "relative depth, up to scale and shift: scale-and-shift-invariant KD on depth",
 }
 RELATIVE_KINDS = ("relative", "relative-depth")
+# what a student's depth means, by its teacher's output kind: metres, or (a relative teacher's student) up to
+# scale and shift, its inverse for "relative" (checkpoint's `output`; eval aligns it, export says it)
+STUDENT_OUTPUTS = {"metric": "metric", "inverse": "metric", "disparity": "metric", "relative": "relative",
+                   "relative-depth": "relative-depth"}
 DEFAULT_INPUT_SIZE = Size(320, 224)  # a teacher file that does not say its size is run at this
 # a teacher's output may be smaller than its input (it is resized), but not of another shape
 OUTPUT_ASPECT_TOLERANCE = 0.05
@@ -73,15 +79,28 @@ class TeacherSpec:
     weights: str | None = option(None, "state dict for a module:factory teacher", parse=str)
     input_size: Size | None = option(None, "WIDTHxHEIGHT the teacher takes", parse=parse_size,
                                      shown=f"a checkpoint's own, else {DEFAULT_INPUT_SIZE}")
-    mean: tuple[float, float, float] = option(IMAGENET_MEAN, "normalisation mean on [0, 1] RGB", parse=parse_floats3, shown="ImageNet")
-    std: tuple[float, float, float] = option(IMAGENET_STD, "normalisation std", parse=parse_floats3, shown="ImageNet")
-    output: str = option("metric", "what the teacher outputs (docs/distill.md)",
-                         choices=tuple(OUTPUT_KINDS))
+    mean: tuple[float, float, float] | None = option(None, "normalisation mean on [0, 1] RGB", parse=parse_floats3,
+                                                     shown="a Hugging Face model's own, else ImageNet")
+    std: tuple[float, float, float] | None = option(None, "normalisation std", parse=parse_floats3,
+                                                    shown="a Hugging Face model's own, else ImageNet")
+    output: str | None = option(None, "what the teacher outputs (docs/distill.md)", choices=tuple(OUTPUT_KINDS),
+                                shown="a Hugging Face model's own, else metric")
+    run_size: Size | None = option(None, "WIDTHxHEIGHT a Hugging Face model runs at", parse=parse_size,
+                                   shown="as its preprocessor resizes")
     scale: float | None = option(None, "metric scale of the output", parse=float, shown="1", positive=True)
     output_key: str | None = option(None, "which output of a tuple, list or dict", parse=str, shown="the first")
 
     def __post_init__(self) -> None:
+        from distill.hf_teacher import is_hf_source
+
         check_fields(self, TeacherError, prefix="teacher-")
+        if not is_hf_source(self.source):  # a Hugging Face model's own are read when it loads (hf_teacher.resolved)
+            if self.run_size is not None:
+                raise TeacherError(f"--teacher-run-size is for Hugging Face teachers; {self.source or 'this teacher'} "
+                                   "runs at --teacher-input-size")
+            self.mean, self.std = self.mean or IMAGENET_MEAN, self.std or IMAGENET_STD
+            self.output = self.output or "metric"
+        self.run_size = None if self.run_size is None else as_size(self.run_size)
         if self.output == "disparity" and not self.scale:
             raise TeacherError("--teacher-output disparity needs --teacher-scale (focal length x baseline, so that "
                                "depth = scale / disparity); without a known scale use --teacher-output relative")
@@ -91,7 +110,7 @@ class TeacherSpec:
         if self.source and Path(self.source).exists():  # one spelling of a file: resume compares it
             self.source = str(Path(self.source).resolve())
         self.input_size = None if self.input_size is None else as_size(self.input_size)
-        self.mean, self.std = tuple(self.mean), tuple(self.std)
+        self.mean, self.std = (None if v is None else tuple(v) for v in (self.mean, self.std))
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -137,7 +156,7 @@ class Teacher(nn.Module):
 
     def target(self, image: torch.Tensor) -> torch.Tensor:
         """What the KD loss compares the student with: metric depth for metric, inverse and
-        disparity outputs; the output itself for relative ones (see `kd_loss`)."""
+        disparity outputs; the output itself for relative ones (see `distill.layers.kd_loss`)."""
         out = self.forward(image)
         scale = self.spec.scale or 1.0
         if self.spec.output in ("inverse", "disparity"):
@@ -168,23 +187,13 @@ def select_output(out: Any, key: str | None) -> torch.Tensor:
     return out
 
 
-def kd_loss(output: str, student_depth: torch.Tensor, target: torch.Tensor, w_grad: float,
-            w_normal: float) -> dict[str, torch.Tensor]:
-    """The KD loss for a teacher of this output kind (`target` is `Teacher.target`)."""
-    from distill.layers import depth_kd_loss, ssi_kd_loss
-
-    if output == "relative":
-        return ssi_kd_loss(1.0 / student_depth, target, w_grad)
-    if output == "relative-depth":
-        return ssi_kd_loss(student_depth, target, w_grad)
-    return depth_kd_loss(student_depth, target, w_grad, w_normal)
-
-
 def teacher_digest(spec: TeacherSpec) -> str | None:
     """sha256 over the teacher's files (--teacher when it is a file, and --teacher-weights): a run keeps
     it, so that a teacher refitted or re-exported to the same path is told apart from the one the run
     learnt from. None for a teacher that is code only (package.module:factory without weights)."""
-    files = [Path(f) for f in (spec.source, spec.weights) if f and Path(f).is_file()]
+    from distill.hf_teacher import hf_digest_files
+
+    files = [Path(f) for f in (spec.source, spec.weights) if f and Path(f).is_file()] + hf_digest_files(spec.source)
     if not files:
         return None
     if len(files) == 1:
@@ -195,11 +204,15 @@ def teacher_digest(spec: TeacherSpec) -> str | None:
 def load_teacher(spec: TeacherSpec, device: str | torch.device = "cpu") -> Teacher:
     """The frozen teacher; its `.spec` is `spec` with what the file itself says filled in (the
     caller's spec is not changed)."""
+    from distill.hf_teacher import is_hf_source
+
     src = spec.source
     if not src:
         raise TeacherError("no teacher given: --teacher FILE or package.module:factory")
     path = Path(src)
-    if path.exists():
+    if is_hf_source(src):
+        model, spec = _load_hf(spec)
+    elif path.exists():
         if spec.weights:
             raise TeacherError(f"--teacher-weights is for a package.module:factory teacher; {src} is a file that "
                                "holds its own weights: leave --teacher-weights out")
@@ -257,9 +270,23 @@ def _load_file(path: Path, spec: TeacherSpec) -> tuple[nn.Module, TeacherSpec]:
     return model, replace(spec, mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0), output="metric", input_size=size)
 
 
+def _load_hf(spec: TeacherSpec) -> tuple[nn.Module, TeacherSpec]:
+    from distill.hf_teacher import HFError, load_hf, resolved
+
+    if spec.weights:
+        raise TeacherError(f"--teacher-weights is for a package.module:factory teacher; {spec.source} holds its own "
+                           "weights: leave --teacher-weights out")
+    try:
+        model = load_hf(spec.source, spec.run_size)
+        return model, resolved(model.desc, spec)
+    except HFError as e:
+        raise TeacherError(str(e)) from None
+
+
 def _as_exported(path: Path, spec: TeacherSpec) -> TeacherSpec:
-    """A student that `distill export` wrote takes [0, 1] RGB (it normalises inside), outputs metric depth
-    and runs at the size it was exported at: read from the spec written beside it, when there is one."""
+    """A student that `distill export` wrote takes [0, 1] RGB (it normalises inside), outputs metric depth (a
+    relative teacher's student: relative inverse depth) and runs at the size it was exported at: read from the
+    spec written beside it, when there is one."""
     from distill.export import read_export_spec
 
     exported = read_export_spec(path)
@@ -269,7 +296,8 @@ def _as_exported(path: Path, spec: TeacherSpec) -> TeacherSpec:
     if spec.input_size and spec.input_size != size:
         raise TeacherError(f"--teacher-input-size {spec.input_size}: {path} was exported at {size}"
                            f"{swapped_hint(spec.input_size, size)}; leave the flag out")
-    return replace(spec, mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0), output="metric", input_size=size)
+    return replace(spec, mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0), output=exported.get("student_output", "metric"),
+                   input_size=size)
 
 
 def _load_onnx(path: Path, spec: TeacherSpec) -> tuple[nn.Module, TeacherSpec]:
@@ -363,6 +391,9 @@ def require_batchnorm(teacher: Teacher) -> list[nn.Module]:
                            "(torch.rand(2, 3, H, W),), dynamic_shapes=({0: torch.export.Dim('batch')},)), "
                            "'teacher.pt2'); or run with --transform off (plain KD)")
     if not layers:
-        raise TeacherError("the teacher has no BatchNorm layers with running statistics, so the statistics loss "
-                           "of the transformation network cannot be computed; run with --transform off (plain KD)")
+        norms = sorted({type(m).__name__ for m in teacher.model.modules() if "Norm" in type(m).__name__})
+        raise TeacherError("the teacher has no BatchNorm layers with running statistics"
+                           + (f" (its norm layers: {', '.join(norms)})" if norms else "")
+                           + ", so the statistics loss of the transformation network cannot be computed; run with "
+                           "--transform off (plain KD)")
     return layers

@@ -23,7 +23,7 @@ from distill.data import DataError, ImageStream, Interleaved, RGBDFolder, ShardS
 from distill.distiller import Distiller, check_same_teacher
 from distill.networks import count_macs, count_params
 from distill.runtime import describe_precision
-from distill.teacher import TeacherSpec, teacher_digest
+from distill.teacher import STUDENT_OUTPUTS, TeacherSpec, teacher_digest
 from simgen.options import ConfigError
 from simgen.runs import FINISHED, require_writable, run_decision
 from simgen.dataset import DatasetReader
@@ -216,7 +216,8 @@ def _log(d: Distiller, logs: dict[str, float], bar, writer, clock: _Clock) -> No
 def _validate(d: Distiller, writer) -> None:
     from distill.evaluate import evaluate_model
 
-    metrics = evaluate_model(d.student, d.cfg.val, d.spec.input_size, d.device, precision=d.precision)["overall"]
+    metrics = evaluate_model(d.student, d.cfg.val, d.spec.input_size, d.device, precision=d.precision,
+                             output=STUDENT_OUTPUTS[d.spec.output])["overall"]
     if writer:
         for k, v in metrics.items():
             writer.add_scalar(f"val/{k}", v, d.step)

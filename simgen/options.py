@@ -251,7 +251,7 @@ def check_fields(obj: Any, error: type[Exception] = ConfigError, prefix: str = "
         meta, value, name = f.metadata, getattr(obj, f.name), flag_name(f, prefix)
         choices = meta.get("choices")
         for item in (value if isinstance(value, (list, tuple)) else [value]) if choices else []:
-            if item not in choices:
+            if item is not None and item not in choices:
                 raise error(f"{name} {item!r}: choose one of {', '.join(map(str, choices))}")
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             problem = _out_of_bounds(value, meta)

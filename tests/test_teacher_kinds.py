@@ -11,7 +11,8 @@ from torch import nn
 
 import distill.cli as cli
 from conftest import SIZE
-from distill.teacher import OUTPUT_KINDS, Teacher, TeacherError, TeacherSpec, check_teacher, kd_loss, load_teacher
+from distill.layers import kd_loss
+from distill.teacher import OUTPUT_KINDS, Teacher, TeacherError, TeacherSpec, check_teacher, load_teacher
 from test_teachers import export, small_bn_depth_model
 
 
