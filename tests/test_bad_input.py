@@ -338,6 +338,7 @@ def test_each_command_says_which_model_formats_it_takes(tmp_path, student_file):
 
     model, info = load_model(student_file)
     export_model(model, info.input_size, tmp_path / "s.onnx", "onnx")
+    (tmp_path / "s.onnx.json").unlink()  # with its spec beside it, eval runs an export (tests/test_export_device.py)
     r = distill_cli("eval", "--model", tmp_path / "s.onnx", "--data", tmp_path)
     assert r.returncode == 2 and "is an ONNX model: eval and export take a checkpoint" in r.stderr
     (tmp_path / "notes.txt").write_text("not weights")
