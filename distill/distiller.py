@@ -210,7 +210,10 @@ class Distiller:
             s_depth = self.student_fwd(rgb)
         losses = kd_loss(self.spec.output, s_depth.float(), t_depth.float(), self.cfg.w_grad, self.cfg.w_normal)
         if self.feature_taps:
-            losses["feature"] = feature_hint_loss(self.feature_taps[0].out, self.feature_taps[1].out)
+            theirs = self.feature_taps[1].out
+            if hasattr(self.student, "hint_channels"):  # a slim student: the teacher's channels it was started from
+                theirs = [t.index_select(1, ix.to(t.device)) for t, ix in zip(theirs, self.student.hint_channels)]
+            losses["feature"] = feature_hint_loss(self.feature_taps[0].out, theirs)
             losses["total"] = losses["total"] + self.cfg.w_feature * losses["feature"]
         return losses, s_depth
 

@@ -19,6 +19,8 @@ from simgen.options import Size
 # Latency: median of LATENCY_REPEATS single-image forward passes after LATENCY_WARMUP untimed ones.
 LATENCY_REPEATS = 20
 LATENCY_WARMUP = 3
+# seconds of quiet before onnxruntime is timed: the OpenMP threads of the export's PyTorch passes stop spinning
+SETTLE_S = 1.0
 
 
 def median_ms(run: Callable[[], Any], repeats: int = LATENCY_REPEATS, warmup: int = LATENCY_WARMUP) -> float:
@@ -59,13 +61,15 @@ def latency_row(model: torch.nn.Module, size: Size, threads: int, calibration: t
     from distill.export import export_model
 
     torch.set_num_threads(threads)
-    row = {"params": count_params(model), "macs": count_macs(model, size.hw),
-           "eager_fp32": eager_ms(model, size, "fp32", repeats)}
+    row = {"params": count_params(model), "macs": count_macs(model, size.hw)}
+    with tempfile.TemporaryDirectory() as tmp:  # onnxruntime first: torch's OpenMP threads, once used, spin a while
+        paths = {}
+        for name, images in (("onnx_fp32", None), ("onnx_int8", calibration)):
+            paths[name] = Path(tmp) / f"{name}.onnx"
+            export_model(model, size, paths[name], "onnx", calibration=images, check_sizes=())
+        time.sleep(SETTLE_S)
+        row.update({name: onnx_ms(path, size, threads, repeats) for name, path in paths.items()})
+    row["eager_fp32"] = eager_ms(model, size, "fp32", repeats)
     if native_bf16(torch.device("cpu")):
         row["eager_bf16"] = eager_ms(model, size, "bf16", repeats)
-    with tempfile.TemporaryDirectory() as tmp:
-        for name, images in (("onnx_fp32", None), ("onnx_int8", calibration)):
-            path = Path(tmp) / f"{name}.onnx"
-            export_model(model, size, path, "onnx", calibration=images, check_sizes=())
-            row[name] = onnx_ms(path, size, threads, repeats)
     return row

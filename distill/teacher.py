@@ -86,7 +86,7 @@ class TeacherSpec:
     output: str | None = option(None, "what the teacher outputs (docs/distill.md)", choices=tuple(OUTPUT_KINDS),
                                 shown="a Hugging Face model's own, else metric")
     run_size: Size | None = option(None, "WIDTHxHEIGHT a Hugging Face model runs at", parse=parse_size,
-                                   shown="as its preprocessor resizes")
+                                   shown="as its preprocessor resizes", expert=True)
     scale: float | None = option(None, "metric scale of the output", parse=float, shown="1", positive=True)
     output_key: str | None = option(None, "which output of a tuple, list or dict", parse=str, shown="the first")
 

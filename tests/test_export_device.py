@@ -117,3 +117,21 @@ def test_an_onnx_file_without_its_spec_is_not_taken_for_a_student(tmp_path):
     export_onnx(model, TRACE_SIZE, tmp_path / "bare.onnx", "depth")
     with pytest.raises(CheckpointError, match="is an ONNX model"):
         load_model(tmp_path / "bare.onnx")
+
+
+@pytest.mark.slow
+def test_a_slim_student_distils_from_the_teacher_with_hints_on_its_selected_channels(
+        synthetic_shards, teacher_file, train_config, tmp_path):
+    """The >= 4x faster student (scripts/bench_latency.py) in the end-point recipe: started from the teacher by
+    channel selection, hints on the selected channels, the teacher's BN statistics kept."""
+    from distill.distiller import Distiller
+
+    cfg = train_config(synthetic_shards, teacher_file, tmp_path / "run", student="resnet10-slim",
+                       init_student="teacher", w_feature=10.0, student_bn="teacher", precision="fp32")
+    d = Distiller(cfg)
+    assert [len(ix) for ix in d.student.hint_channels] == [32, 32, 64, 128, 256]
+    from distill.data import first_samples
+
+    batch = first_samples(synthetic_shards, (32, 64), 4)
+    logs = d.train_step({k: v.to(d.device) for k, v in batch.items()})
+    assert 0 < logs["kd_feature"] < float("inf")

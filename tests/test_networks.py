@@ -84,3 +84,63 @@ def test_feature_hints_need_encoders_with_the_teachers_channels():
     assert hinted_modules(student) == (student.encoder,)
     student.decoder = DepthDecoder(student.encoder.channels, width=(128, 64, 32, 16, 8))
     require_matching_features(student, build_depth_model("resnet18"))  # encoder hints: the decoder does not matter
+
+
+def _zero_unselected(teacher: torch.nn.Module, groups: dict) -> None:
+    """Zero the scale and shift of every BatchNorm channel that selection leaves out: the teacher then
+    computes with the kept channels only."""
+    def group(name: str) -> str | None:
+        if name == "encoder.bn1":
+            return "stream0"
+        m = re.fullmatch(r"encoder\.layer(\d)\.0\.(bn1|bn2|downsample\.1)", name)
+        if m:
+            return f"{'mid' if m.group(2) == 'bn1' else 'stream'}{int(m.group(1)) - 1}"
+        m = re.fullmatch(r"decoder\.blocks\.(\d)\.conv\.2", name)
+        return f"dec{m.group(1)}" if m else None
+
+    for name, module in teacher.named_modules():
+        if isinstance(module, torch.nn.BatchNorm2d):
+            dropped = torch.ones(module.num_features, dtype=torch.bool)
+            dropped[groups[group(name)]] = False
+            with torch.no_grad():
+                module.weight[dropped] = 0
+                module.bias[dropped] = 0
+
+
+def test_a_slim_student_is_the_teacher_on_the_channels_it_selects():
+    """Mechanism: a full-width ResNet-10 whose left-out channels are scaled to zero computes with the kept ones
+    only; the slim student started from it by selection must then predict exactly its depth, and its encoder
+    maps must be the teacher's on the hinted channels."""
+    from distill.networks.slim import select_channels
+
+    torch.manual_seed(0)
+    teacher = build_depth_model("resnet10").eval()
+    with torch.no_grad():
+        for m in teacher.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.weight.uniform_(0.5, 1.5)
+                m.bias.uniform_(-0.2, 0.2)
+                m.running_mean.uniform_(-0.1, 0.1)
+    groups = select_channels(teacher.state_dict())
+    _zero_unselected(teacher, groups)
+    student = build_depth_model("resnet10-slim").eval()
+    assert inherit_weights(student, teacher) == len(student.state_dict())
+    x = torch.rand(2, 3, 64, 96)
+    with torch.no_grad():
+        assert torch.allclose(student(x), teacher(x), rtol=1e-4, atol=1e-5)
+        for mine, theirs, kept in zip(student.encoder(x), teacher.encoder(x), student.hint_channels, strict=True):
+            assert torch.allclose(mine, theirs[:, kept], atol=1e-5)
+    require_matching_features(student, teacher)  # the hints compare the selected channels
+
+
+def test_slim_selection_keeps_the_channels_with_the_largest_batchnorm_scales():
+    from distill.networks.slim import select_channels
+
+    teacher = build_depth_model("resnet18")
+    with torch.no_grad():
+        teacher.encoder.layer3[0].bn1.weight.copy_(torch.arange(256, dtype=torch.float32))
+    assert torch.equal(select_channels(teacher.state_dict())["mid2"], torch.arange(128, 256))
+    student = build_depth_model("resnet10-slim")
+    inherit_weights(student, teacher)
+    assert torch.equal(student.encoder.layer3[0].bn1.weight, torch.arange(128, 256, dtype=torch.float32))
+    assert count_macs(student, (240, 320)) < count_macs(teacher, (240, 320)) / 6

@@ -23,8 +23,11 @@ class UpBlock(nn.Module):
         return self.conv(x if skip is None else torch.cat([x, skip], 1))
 
 
+DECODER_WIDTH = (256, 128, 64, 32, 16)  # output channels of the up-blocks, stride 16 to full resolution
+
+
 class DepthDecoder(nn.Module):
-    def __init__(self, enc_channels: list[int], width: tuple[int, ...] = (256, 128, 64, 32, 16)):
+    def __init__(self, enc_channels: list[int], width: tuple[int, ...] = DECODER_WIDTH):
         super().__init__()
         skips = enc_channels[:-1][::-1] + [0]  # stride 16, 8, 4, 2 skips, then full resolution
         cin = enc_channels[-1]
@@ -47,10 +50,10 @@ class DepthNet(nn.Module):
     [min_depth, max_depth], through a sigmoid on inverse depth (monodepth2's disp_to_depth)."""
 
     def __init__(self, encoder: nn.Module, min_depth: float = 0.1, max_depth: float = 10.0,
-                 mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225)):
+                 mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225), decoder_width: tuple[int, ...] = DECODER_WIDTH):
         super().__init__()
         self.encoder = encoder
-        self.decoder = DepthDecoder(encoder.channels)
+        self.decoder = DepthDecoder(encoder.channels, decoder_width)
         self.min_depth, self.max_depth = float(min_depth), float(max_depth)
         self.register_buffer("mean", torch.tensor(mean).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(std).view(1, 3, 1, 1), persistent=False)

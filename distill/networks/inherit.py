@@ -6,13 +6,15 @@ shape; a student tensor without one is an error, so nothing starts half-random u
 takes the stem, the first block of each stage and the whole decoder: the teacher with the later
 blocks of each stage left out. A residual network keeps most of its function when blocks inside a
 stage are dropped (Veit et al. 2016, "Residual networks behave like ensembles of relatively shallow
-networks"); distillation then trains what the drop changed. No data is needed for the copy.
+networks"); distillation then trains what the drop changed. No data is needed for the copy. A
+`resnet10-slim` student takes the same blocks with half their channels, selected (distill/networks/slim.py).
 """
 
 from __future__ import annotations
 
 from torch import nn
 
+from distill.networks.slim import hint_channels, is_slim, select_channels, slice_teacher
 from simgen.options import ConfigError
 
 
@@ -30,6 +32,12 @@ def inherit_weights(student: nn.Module, teacher: nn.Module) -> int:
                           f"{teacher.max_depth:g}] m, the student in [{student.min_depth:g}, {student.max_depth:g}]; "
                           f"give --min-depth {teacher.min_depth:g} --max-depth {teacher.max_depth:g}")
     theirs, mine = teacher.state_dict(), student.state_dict()
+    if is_slim(student, teacher):  # a narrower student: the teacher's tensors sliced to the channels it keeps
+        widths = tuple(student.encoder.channels[1:])
+        decoder = tuple(block.conv[2].num_features for block in student.decoder.blocks)
+        groups = select_channels(theirs, widths, decoder)
+        theirs = slice_teacher(theirs, groups)
+        student.hint_channels = hint_channels(groups)  # what its feature hints compare (distill/distiller.py)
     unmatched = [k for k, v in mine.items() if k not in theirs or tuple(theirs[k].shape) != tuple(v.shape)]
     if unmatched:
         raise ConfigError(f"--init-student teacher: {len(unmatched)} of the student's {len(mine)} tensors have no "
@@ -53,6 +61,7 @@ def require_matching_features(student: nn.Module, teacher: nn.Module) -> None:
         raise ConfigError(f"--w-feature compares the student's encoder features with the teacher's: it needs a teacher "
                           f"that is a depth model of this project, not a {type(teacher).__name__} (an exported, "
                           "TorchScript or ONNX teacher does not expose its encoder); use --w-feature 0")
-    if mine != theirs:
+    if mine != theirs and not hasattr(student, "hint_channels"):  # a slim student compares its selected channels
         raise ConfigError(f"--w-feature: the student's encoder features have {mine} channels, the teacher's {theirs}; "
-                          "a resnet10/18/34 student matches a resnet18/34 teacher of this project (or use --w-feature 0)")
+                          "a resnet10/18/34 student matches a resnet18/34 teacher of this project, and a resnet10-slim one started "
+                          "from it (--init-student teacher); or use --w-feature 0")

@@ -7,9 +7,10 @@ from typing import Callable
 import torch
 from torch import nn
 
-from distill.networks.decoder import DepthNet
+from distill.networks.decoder import DECODER_WIDTH, DepthNet
 from distill.networks.mobilenetv2 import MobileNetV2Encoder
 from distill.networks.resnet import ResNetEncoder
+from distill.networks.slim import SLIM_DECODER, SLIM_WIDTHS
 from simgen.options import ConfigError
 
 ENCODERS: dict[str, Callable[[], nn.Module]] = {
@@ -19,8 +20,12 @@ ENCODERS: dict[str, Callable[[], nn.Module]] = {
     "resnet10": lambda: ResNetEncoder((1, 1, 1, 1)),
     "resnet18": lambda: ResNetEncoder((2, 2, 2, 2)),
     "resnet34": lambda: ResNetEncoder((3, 4, 6, 3)),
+    # a ResNet-10 of half the channels, with a decoder of half the channels: it starts from a ResNet-18/34
+    # teacher by channel selection (distill/networks/slim.py)
+    "resnet10-slim": lambda: ResNetEncoder((1, 1, 1, 1), SLIM_WIDTHS),
 }
 ARCHITECTURES = tuple(ENCODERS)
+DECODER_WIDTHS = {"resnet10-slim": SLIM_DECODER}  # the others: DECODER_WIDTH
 
 
 def build_depth_model(arch: str, min_depth: float = 0.1, max_depth: float = 10.0,
@@ -43,7 +48,7 @@ def build_depth_model(arch: str, min_depth: float = 0.1, max_depth: float = 10.0
         if missing or unexpected:
             raise ConfigError(f"{imagenet_weights}: not a torchvision {arch} state dict "
                              f"(missing {missing[:3]}, unexpected {unexpected[:3]})")
-    return DepthNet(encoder, min_depth, max_depth)
+    return DepthNet(encoder, min_depth, max_depth, decoder_width=DECODER_WIDTHS.get(arch, DECODER_WIDTH))
 
 
 def count_params(model: nn.Module) -> int:

@@ -24,20 +24,23 @@ class BasicBlock(nn.Module):
         return self.relu(self.bn2(self.conv2(out)) + identity)
 
 
+RESNET_WIDTHS = (64, 128, 256, 512)  # channels of the four stages (the stem has the first stage's)
+
+
 class ResNetEncoder(nn.Module):
-    def __init__(self, blocks: tuple[int, int, int, int]):
+    def __init__(self, blocks: tuple[int, int, int, int], widths: tuple[int, int, int, int] = RESNET_WIDTHS):
         super().__init__()
-        self.conv1 = nn.Conv2d(3, 64, 7, 2, 3, bias=False)
-        self.bn1 = nn.BatchNorm2d(64)
+        self.conv1 = nn.Conv2d(3, widths[0], 7, 2, 3, bias=False)
+        self.bn1 = nn.BatchNorm2d(widths[0])
         self.relu = nn.ReLU(inplace=True)
         self.maxpool = nn.MaxPool2d(3, 2, 1)
-        layers, cin = [], 64
-        for i, (n, c) in enumerate(zip(blocks, (64, 128, 256, 512))):
+        layers, cin = [], widths[0]
+        for i, (n, c) in enumerate(zip(blocks, widths)):
             stride = 1 if i == 0 else 2
             layers.append(nn.Sequential(*[BasicBlock(cin if k == 0 else c, c, stride if k == 0 else 1) for k in range(n)]))
             cin = c
         self.layer1, self.layer2, self.layer3, self.layer4 = layers
-        self.channels = [64, 64, 128, 256, 512]
+        self.channels = [widths[0], *widths]
         for m in self.modules():
             if isinstance(m, nn.Conv2d):
                 nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
