@@ -121,17 +121,11 @@ def export_onnx(model: torch.nn.Module, size: Size, out: Path, output_name: str)
                           opset_version=17, dynamo=False)
 
 
-def onnx_runner(path: Path, threads: int = 0):
-    """A function image batch -> output through onnxruntime (CPU; `threads` 0: its default)."""
-    try:
-        import onnxruntime as ort
-    except ImportError:
-        raise ConfigError("wrote the ONNX file, but running it needs onnxruntime: pip install onnxruntime") from None
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads
-    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-    name = session.get_inputs()[0].name
-    return lambda x: torch.from_numpy(session.run(None, {name: x.numpy()})[0])
+def onnx_runner(path: Path, threads: int = 0) -> torch.nn.Module:
+    """The exported ONNX model run by onnxruntime (CPU, `threads` intra-op threads; 0: its default)."""
+    from distill.onnx_teacher import OnnxModel
+
+    return OnnxModel(path, threads)
 
 
 def check_export(model: torch.nn.Module, run, sizes: tuple[Size, ...]) -> dict[Size, dict[str, float]]:

@@ -43,16 +43,18 @@ def is_onnx(path: str | Path) -> bool:
 class OnnxModel(nn.Module):
     """An onnxruntime session as a module: float32 B x 3 x H x W in, the model's outputs out (a
     tensor, or a dict by output name when it has several). A model exported for a fixed batch is
-    run one image at a time."""
+    run one image at a time. `threads`: onnxruntime's intra-op threads (0: its default)."""
 
-    def __init__(self, path: str | Path):
+    def __init__(self, path: str | Path, threads: int = 0):
         super().__init__()
         try:
             import onnxruntime as ort
         except ImportError:
-            raise OnnxError("an ONNX teacher needs onnxruntime: pip install onnxruntime") from None
+            raise OnnxError("running an ONNX model needs onnxruntime: pip install onnxruntime") from None
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads  # 0: onnxruntime's default (one per core)
         try:
-            self.session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+            self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
         except Exception as e:
             raise OnnxError(f"--teacher {path}: not a loadable ONNX model ({type(e).__name__}: {e})") from None
         inputs = self.session.get_inputs()
