@@ -203,11 +203,12 @@ def _calibration_images(model: str, fmt: str, calibration: str | None, count: in
     from distill.checkpoint import read_checkpoint
     from distill.data import first_samples
     from simgen.shards import load_manifest
+    from simgen.store import is_url, location
 
     if fmt != "onnx":
         raise ConfigError("--int8 quantizes an ONNX export: use --format onnx")
     sources = [calibration] if calibration else (read_checkpoint(model).get("config") or {}).get("shards") or []
-    found = [s for s in sources if Path(s).is_dir() and load_manifest(Path(s))]
+    found = [s for s in sources if (is_url(s) or Path(s).is_dir()) and load_manifest(location(s))]
     if not found:
         said = f"--calibration {calibration} is not a simgen dataset" if calibration else (
             f"{model} records no simgen dataset that is still there" + (f" ({', '.join(sources)})" if sources else ""))
@@ -336,9 +337,10 @@ def user_errors() -> tuple[type[BaseException], ...]:
     from distill.data import DataError
     from distill.teacher import TeacherError
     from simgen.shards import ShardError
+    from simgen.store import StoreError
 
-    return (ConfigError, TeacherError, ShardError, CheckpointError, DataError, FileExistsError, FileNotFoundError,
-            PermissionError)
+    return (ConfigError, TeacherError, ShardError, StoreError, CheckpointError, DataError, FileExistsError,
+            FileNotFoundError, PermissionError)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -13,6 +13,7 @@ from distill.networks import ARCHITECTURES
 from distill.runtime import PRECISIONS
 from distill.teacher import TeacherSpec
 from simgen import runs
+from simgen.store import is_url
 from simgen.options import ConfigError, auto_on_off, check_fields, field_names, option
 
 INIT_STUDENT = ("random", "teacher")  # where the student's weights start (--init-student)
@@ -61,7 +62,8 @@ def drop_retired(saved: dict[str, Any], where: str) -> dict[str, Any]:
 class TrainConfig:
     """Every option of a distillation run, with its one default (docs/distill.md explains each)."""
 
-    shards: list[str] = option([], "simgen dataset folder (repeatable)", repeat=True, metavar="DIR")
+    shards: list[str] = option([], "simgen dataset: folder or URL such as s3://bucket/prefix (repeatable)",
+                               repeat=True, metavar="DIR|URL")
     images: list[str] = option([], "folder or .txt list of photos (repeatable)",
                                repeat=True, metavar="DIR")
     images_share: float = option(0.5, "share of each batch from --images", low=0, high=1)
@@ -106,7 +108,7 @@ class TrainConfig:
     skip_corrupt: bool = option(False, "skip unreadable shards instead of stopping")
 
     def __post_init__(self) -> None:
-        self.shards = [str(Path(s).resolve()) for s in self.shards]
+        self.shards = [s if is_url(s) else str(Path(s).resolve()) for s in self.shards]  # URLs: object stores
         self.images = [str(Path(s).resolve()) for s in self.images]
         known = field_names(TeacherSpec)  # a version-1 run's spec may carry keys since removed
         self.teacher = TeacherSpec(**{k: v for k, v in self.teacher.items() if k in known}).to_dict()

@@ -4,6 +4,7 @@ and teacher fitting. Shards are read only through `simgen.shards` (the format's 
 from __future__ import annotations
 
 import csv
+import io
 import math
 import random
 import sys
@@ -16,6 +17,7 @@ import torch.nn.functional as F
 from PIL import Image
 from torch.utils.data import Dataset, IterableDataset, get_worker_info
 
+from simgen import store
 from simgen.dataset import DatasetReader
 from simgen.shards import MANIFEST, Sample, ShardError, index_shard, read_sample
 
@@ -103,13 +105,22 @@ class ShardStream(IterableDataset):
     def __len__(self) -> int:
         return sum(rec["count"] for _, rec in self.shards)
 
+    def _order(self, epoch: int) -> list[int]:
+        order = list(range(len(self.shards)))
+        random.Random(self.seed * EPOCH_SEED_STRIDE + epoch).shuffle(order)
+        return order
+
     def _my_shards(self, epoch: int) -> list:
         rank, world = _rank_world()
         info = get_worker_info()
         wid, nw = (info.id, info.num_workers) if info else (0, 1)
-        order = list(range(len(self.shards)))
-        random.Random(self.seed * EPOCH_SEED_STRIDE + epoch).shuffle(order)
-        return [self.shards[i] for i in order[rank * nw + wid::world * nw]]
+        return [self.shards[i] for i in self._order(epoch)[rank * nw + wid::world * nw]]
+
+    def rank_shards(self, epoch: int, rank: int, world: int, workers: int) -> list[str]:
+        """Names of the shards DDP rank `rank` reads in `epoch` (all its DataLoader workers together: worker w of
+        nw takes positions rank * nw + w, stepping world * nw, of the epoch's order). Ranks never share one."""
+        nw = max(1, workers)
+        return [self.shards[i][1]["name"] for p, i in enumerate(self._order(epoch)) if (p // nw) % world == rank]
 
     def __iter__(self) -> Iterator[dict[str, torch.Tensor]]:
         rank, _ = _rank_world()
@@ -257,7 +268,7 @@ class Interleaved(IterableDataset):
 
 
 class RGBDFolder(Dataset):
-    """Real RGB-D frames for evaluation and teacher fitting.
+    """Real RGB-D frames for evaluation and teacher fitting, in a folder or at a URL (s3://bucket/prefix).
 
     Either `rgb/NAME.(png|jpg)` + `depth/NAME.png` (16-bit, metres x depth_scale), or a folder with
     `index.csv` (columns rgb, depth, and optionally split, scene; paths relative to the folder), or
@@ -265,30 +276,33 @@ class RGBDFolder(Dataset):
 
     def __init__(self, root: str | Path, depth_scale: float = 1000.0, split: str | None = None,
                  hw: tuple[int, int] | None = None):
-        self.root, self.depth_scale, self.hw = Path(root), float(depth_scale), hw
+        self.root, self.depth_scale, self.hw = store.location(str(root)), float(depth_scale), hw
         self.items: list[dict[str, Any]] = []
         self.shards: DatasetReader | None = None
-        if (self.root / MANIFEST).exists():  # samples are read one at a time: memory stays flat in the dataset's size
+        store.open_store(self.root)
+        if store.exists(store.join(self.root, MANIFEST)):  # one sample at a time: memory stays flat in its size
             self.shards = DatasetReader(self.root)
             for record in self.shards.shards:
                 path = self.shards.shard_path(record)
                 index = index_shard(path, record["sha256"])
                 self.items += [{"name": f"{k:09d}", "scene": "", "shard": path, "index": k, "members": index[k]}
                                for k in sorted(index)]
-        elif (self.root / "index.csv").exists():
-            with open(self.root / "index.csv", newline="") as f:
-                for row in csv.DictReader(f):
-                    if split and row.get("split") and row["split"] != split:
-                        continue
-                    self.items.append({"rgb": self.root / row["rgb"], "depth": self.root / row["depth"],
-                                       "name": Path(row["rgb"]).stem, "scene": row.get("scene", "")})
-        elif (self.root / "rgb").is_dir() and (self.root / "depth").is_dir():
-            for rgb in sorted((self.root / "rgb").iterdir()):
-                if rgb.suffix.lower() in (".png", ".jpg", ".jpeg"):
-                    depth = self.root / "depth" / f"{rgb.stem}.png"
-                    if not depth.exists():
-                        raise DataError(f"{depth}: no depth for {rgb}")
-                    self.items.append({"rgb": rgb, "depth": depth, "name": rgb.stem, "scene": ""})
+        elif store.exists(store.join(self.root, "index.csv")):
+            text = store.read_bytes(store.join(self.root, "index.csv")).decode()
+            for row in csv.DictReader(io.StringIO(text, newline="")):
+                if split and row.get("split") and row["split"] != split:
+                    continue
+                self.items.append({"rgb": store.join(self.root, row["rgb"]), "depth": store.join(self.root, row["depth"]),
+                                   "name": Path(row["rgb"]).stem, "scene": row.get("scene", "")})
+        elif store.listing(store.join(self.root, "rgb")) and store.listing(store.join(self.root, "depth")):
+            depths = store.listing(store.join(self.root, "depth"))
+            for name in sorted(store.listing(store.join(self.root, "rgb"))):
+                stem, suffix = name.rpartition(".")[::2]
+                if f".{suffix.lower()}" in (".png", ".jpg", ".jpeg"):
+                    if f"{stem}.png" not in depths:
+                        raise DataError(f"{store.join(self.root, 'depth', stem + '.png')}: no depth for {name}")
+                    self.items.append({"rgb": store.join(self.root, "rgb", name), "name": stem, "scene": "",
+                                       "depth": store.join(self.root, "depth", f"{stem}.png")})
         else:
             raise DataError(f"{self.root}: expected rgb/ and depth/ folders, an index.csv, or a simgen dataset")
         if not self.items:
@@ -305,9 +319,9 @@ class RGBDFolder(Dataset):
             it = {**it, "scene": s.meta.get("scene_family", "")}
         else:
             try:
-                with Image.open(it["rgb"]) as im:
+                with Image.open(io.BytesIO(store.read_bytes(it["rgb"]))) as im:
                     rgb = np.array(im.convert("RGB"))
-                with Image.open(it["depth"]) as im:
+                with Image.open(io.BytesIO(store.read_bytes(it["depth"]))) as im:
                     depth = np.array(im)
             except OSError as e:
                 raise DataError(f"{it['rgb']} / {it['depth']}: unreadable ({e})") from None

@@ -255,21 +255,35 @@ class Distiller:
 
     def save(self, path: Path) -> None:
         """A checkpoint (distill/checkpoint.py) that is also a model file: eval, export and
-        --teacher read it; --resume reads the rest."""
+        --teacher read it; --resume reads the rest. Under DDP every rank calls it: each rank's random
+        states are gathered (a resumed rank continues its own draws), and rank 0 writes."""
+        states = {"rng": rng_state(), "mix_gen": self.mix_gen.get_state()}
+        per_rank = [None] * self.world
+        if self.world > 1:
+            torch.distributed.gather_object(states, per_rank if self.rank == 0 else None, dst=0)
+        else:
+            per_rank = [states]
         if self.rank != 0:
             return
         t = self.transform is not None
         save_checkpoint(path, self.student, self.cfg.student, self.spec.input_size, self.cfg.min_depth,
                         self.cfg.max_depth, output=STUDENT_OUTPUTS[self.spec.output], step=self.step,
-                        config=asdict(self.cfg), rng=rng_state(),
-                        mix_gen=self.mix_gen.get_state(), teacher_spec=self.spec.to_dict(),
+                        config=asdict(self.cfg), rng=states["rng"], mix_gen=states["mix_gen"], ranks=per_rank,
+                        teacher_spec=self.spec.to_dict(),
                         teacher_sha256=self.teacher_sha256, opt_s=self.opt_s.state_dict(),
                         sched_s=self.sched_s.state_dict(),
                         transform=contiguous_state(self.transform.state_dict()) if t else None,
                         opt_t=self.opt_t.state_dict() if t else None, sched_t=self.sched_t.state_dict() if t else None)
 
     def load(self, path: Path) -> None:
-        ckpt = read_checkpoint(path, map_location=self.device)
+        """Continue from a checkpoint. Under DDP rank 0 reads it and sends it to the others (their --out may be
+        another machine's folder); each rank takes back its own random states."""
+        if self.world > 1:
+            box = [read_checkpoint(path, map_location="cpu") if self.rank == 0 else None]
+            torch.distributed.broadcast_object_list(box, src=0)
+            ckpt = box[0]
+        else:
+            ckpt = read_checkpoint(path, map_location=self.device)
         diff = config_differences(ckpt["config"], self.cfg, ignore=RESUMABLE_KEYS, where=f"--resume {path}")
         if diff:
             raise ConfigError(f"--resume: {path} was trained with another config (differs in: {', '.join(diff)}); "
@@ -282,6 +296,7 @@ class Distiller:
             self.transform.load_state_dict(ckpt["transform"])
             self.opt_t.load_state_dict(ckpt["opt_t"])
             self.sched_t.load_state_dict(ckpt["sched_t"])
-        self.mix_gen.set_state(ckpt["mix_gen"])
-        set_rng_state(ckpt["rng"])
+        mine = ckpt["ranks"][self.rank] if len(ckpt.get("ranks") or []) == self.world else ckpt
+        self.mix_gen.set_state(mine["mix_gen"])
+        set_rng_state(mine["rng"])
         self.step = ckpt["step"]

@@ -33,6 +33,7 @@ __all__ = ["CHECKPOINT", "FINAL", "INIT_STUDENT", "STUDENT_BN", "Distiller", "Tr
 CHECKPOINT = "checkpoint.pt"   # the latest state, for --resume
 FINAL = "student.pt"           # written once, when the run finishes
 RUN_FILES = {CHECKPOINT, FINAL, "config.json", "tb"}  # what a run directory may hold
+SHARDS_SHOWN = 8  # shard names a DDP rank lists when it starts
 
 
 def check_run_directory(cfg: TrainConfig) -> dict[str, Any] | None:
@@ -82,7 +83,7 @@ def train(cfg: TrainConfig, show_progress: bool = True) -> dict[str, Any]:
     """Run (or resume) a distillation; returns a summary. Writes OUT/checkpoint.pt, OUT/student.pt
     (final), OUT/config.json and TensorBoard logs in OUT/tb."""
     out = Path(cfg.out)
-    finished = check_run_directory(cfg)
+    finished = _on_rank_0(check_run_directory, cfg)
     if finished is not None:
         return finished
     if not cfg.shards and not cfg.images:
@@ -118,7 +119,10 @@ def _run(cfg: TrainConfig, out: Path, show_progress: bool, image_paths: list[Pat
     writer = _tensorboard(out / "tb") if d.rank == 0 else None
     # the loader's seed is drawn from the global RNG here, in a new run and a resumed one alike; the RNG state
     # saved with the checkpoint is restored after it, so every draw keeps its order
-    batches = iter(make_loader(cfg, d.hw, image_paths))
+    loader = make_loader(cfg, d.hw, image_paths)
+    if d.world > 1 and cfg.shards:
+        _print_rank_shards(d, loader)
+    batches = iter(loader)
     if cfg.resume:
         d.load(ckpt_path)
     # exact resume: the stream is a function of the seed, so skip the batches already used
@@ -137,13 +141,22 @@ def _run(cfg: TrainConfig, out: Path, show_progress: bool, image_paths: list[Pat
                 _validate(d, writer)
             if d.step % cfg.ckpt_every == 0 or d.step == cfg.steps:
                 d.save(ckpt_path)
-    if d.rank == 0:
-        d.save(out / FINAL)
+    d.save(out / FINAL)  # every rank: the ranks' random states are gathered
     if writer:
         writer.close()
     return {"steps": d.step, "last": logs, "data_wait_share": clock.wait_share(), "out": str(out),
             "images_per_s": cfg.batch_size * d.world * clock.steady_steps / max(1e-9, clock.busy()),
             "startup_s": clock.startup}
+
+
+def _on_rank_0(fn, *args: Any) -> Any:
+    """fn's result as rank 0 finds it, sent to every rank: under torchrun only rank 0's --out holds the run (the
+    others may be on machines that do not see it)."""
+    if not (torch.distributed.is_available() and torch.distributed.is_initialized()):
+        return fn(*args)
+    box = [fn(*args) if torch.distributed.get_rank() == 0 else None]
+    torch.distributed.broadcast_object_list(box, src=0)
+    return box[0]
 
 
 class _Clock:
@@ -199,6 +212,15 @@ def _print_start(d: Distiller, image_paths: list[Path]) -> None:
         n = cfg.image_count()
         print(f"data: {n} of {cfg.batch_size} images per batch from --images ({len(image_paths)} files)"
               + (f", {cfg.batch_size - n} from --shards" if cfg.shards else ""))
+
+
+def _print_rank_shards(d: Distiller, loader: DataLoader) -> None:
+    """Every rank says which shards it reads (each rank reads its own, SHARDS_SHOWN of them by name)."""
+    stream = loader.dataset.first if isinstance(loader.dataset, Interleaved) else loader.dataset
+    mine = stream.rank_shards(0, d.rank, d.world, d.cfg.workers)
+    names = ", ".join(mine[:SHARDS_SHOWN]) + (", ..." if len(mine) > SHARDS_SHOWN else "")
+    print(f"data: rank {d.rank} of {d.world} reads {len(mine)} of {len(stream.shards)} shards in epoch 0: {names}",
+          flush=True)
 
 
 def _log(d: Distiller, logs: dict[str, float], bar, writer, clock: _Clock) -> None:

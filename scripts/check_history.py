@@ -3,7 +3,7 @@
 
 Renders shard K of a config twice, each in its own process: once fresh, once after shards
 0..K-1 in the same process, and compares the two shards' RGB and depth. A worker may render many
-shards (simgen.runner.RECYCLE_AFTER_SHARDS) only if they are identical (docs/rendering.md).
+shards (simgen.engines.RECYCLE_AFTER_SHARDS) only if they are identical (docs/rendering.md).
 
     python scripts/check_history.py [--shard 3] [--profile fast] [--scene mixed] [--resolution 160x120]
         [--shard-size 4] [--persistent-data on]

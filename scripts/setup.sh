@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
 # Set up the project in ./.venv: Python 3.11 venv, the package in editable mode with its extras.
-#   bash scripts/setup.sh            render, train, hf, ray and test extras (everything)
+#   bash scripts/setup.sh            render, train, hf, ray, cloud and test extras (everything)
 #   EXTRAS=render,ray,test bash scripts/setup.sh
 # Idempotent: a second run only checks. Rendering needs Python 3.11 (bpy 4.2 on PyPI exists only for
 # 3.11); without the render extra any Python >= 3.11 will do.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-EXTRAS="${EXTRAS:-render,train,hf,ray,test}"
+EXTRAS="${EXTRAS:-render,train,hf,ray,cloud,test}"
 case ",$EXTRAS," in
   *,render,*) check='import sys; sys.exit(sys.version_info[:2] != (3, 11))'; need="Python 3.11 is required for the render extra (bpy 4.2 exists only for 3.11)" ;;
   *) check='import sys; sys.exit(sys.version_info[:2] < (3, 11))'; need="Python 3.11 or later is required" ;;

@@ -104,6 +104,9 @@ def _print_render_summary(out: str, summary: dict[str, Any]) -> None:
         rej = ", ".join(f"{k} {v}" for k, v in sorted(summary["rejected"].items())) or "none"
         print(f"simgen: rendered {summary['rendered']} samples in {summary['shards']} shards into {out} "
               f"(rejected views: {rej})")
+    if summary.get("by_others"):
+        print(f"simgen: {summary['by_others']} of the planned samples were committed meanwhile by another driver "
+              "on this dataset, and not rendered again")
 
 
 def config_from_args(ctx: click.Context | None = None) -> RenderConfig:

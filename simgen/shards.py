@@ -6,6 +6,7 @@ same format for people.
 
     OUT/manifest.json
     OUT/shards/shard-000000.tar, ...     WebDataset layout: members KEY.EXT
+    OUT/commits/shard-000000.tar.json    (URL datasets: s3://..., simgen/store.py) a committed shard's record
 
 Per sample (KEY = zero-padded global sample index): KEY.rgb.png (8-bit sRGB), KEY.depth.png
 (16-bit planar z-depth, metres x depth_scale, 0 = invalid), KEY.inst.png (16-bit instance ids,
@@ -30,13 +31,16 @@ from typing import Any, Iterator
 
 import numpy as np
 
-from simgen.runs import sha256_file
 from PIL import Image
+
+from simgen import store
+from simgen.store import Location
 
 FORMAT_NAME = "simgen-shards"
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
 SHARD_DIR = "shards"
+COMMIT_DIR = "commits"  # URL datasets: one record object per committed shard (docs/shard-format.md, "Commits")
 KEY_DIGITS = 9
 SHARD_SUFFIX = ".tar"
 TMP_MARK = ".tmp-"  # a file being written: shard-000003.tar.tmp-<host>-<pid>-<random>; never read
@@ -172,7 +176,7 @@ def stage_shard(path: Path, samples: list[Sample], depth_scale: float) -> dict[s
         "name": path.name,
         "first_index": samples[0].index if samples else None,
         "count": len(samples),
-        "sha256": sha256_file(tmp),
+        "sha256": store.sha256(tmp),
         "bytes": tmp.stat().st_size,
         "staged": str(tmp),
     }
@@ -186,16 +190,25 @@ def write_shard(path: Path, samples: list[Sample], depth_scale: float) -> dict[s
     return record
 
 
-def iter_shard(path: Path, depth_scale: float, sha256: str | None = None) -> Iterator[Sample]:
-    """Samples of one shard file, in order. With `sha256`, the file's bytes are checked against it
-    first (one hash of bytes that are read anyway). Errors name the shard and the sample."""
-    path = Path(path)
-    current: int | None = None
-    members: dict[str, bytes] = {}
+def read_shard(path: Location) -> bytes:
+    """A shard file's bytes (one read, or one GET from a store)."""
     try:
-        data = path.read_bytes()
+        return store.read_bytes(path)
+    except store.StoreError:
+        raise
     except OSError as e:
         raise ShardError(f"{path}: unreadable shard ({e.strerror or e})") from None
+
+
+def iter_shard(path: Location, depth_scale: float, sha256: str | None = None,
+               data: bytes | None = None) -> Iterator[Sample]:
+    """Samples of one shard file, in order (`data`: its bytes, when already read). With `sha256`, the
+    bytes are checked against it first (one hash of bytes that are read anyway). Errors name the shard
+    and the sample."""
+    current: int | None = None
+    members: dict[str, bytes] = {}
+    if data is None:
+        data = read_shard(path)
     if sha256 is not None and hashlib.sha256(data).hexdigest() != sha256:
         raise ShardError(f"{path}: checksum mismatch: the file changed after it was committed (rerun the "
                          "`simgen render` command that made it to repair it)")
@@ -222,29 +235,30 @@ def iter_shard(path: Path, depth_scale: float, sha256: str | None = None) -> Ite
         raise ShardError(f"{path}{where}: corrupt or truncated shard ({e})") from None
 
 
-def index_shard(path: Path, sha256: str | None = None) -> dict[int, dict[str, tuple[int, int]]]:
+def index_shard(path: Location, sha256: str | None = None) -> dict[int, dict[str, tuple[int, int]]]:
     """Where each sample's members lie in a shard file, {index: {ext: (offset, size)}}, so that one sample
     can be read without the others (`read_sample`). With `sha256` the file is checked against it first."""
-    path = Path(path)
     try:
-        if sha256 is not None and sha256_file(path) != sha256:
+        if sha256 is not None and store.sha256(path) != sha256:
             raise ShardError(f"{path}: checksum mismatch: the file changed after it was committed (rerun the "
                              "`simgen render` command that made it to repair it)")
         index: dict[int, dict[str, tuple[int, int]]] = {}
-        with tarfile.open(path, mode="r") as tar:
+        with store.open_binary(path) as f, tarfile.open(fileobj=f, mode="r") as tar:
             for info in tar:
                 key, _, ext = info.name.partition(".")
                 if info.isfile() and key.isdigit():
                     index.setdefault(int(key), {})[ext] = (info.offset_data, info.size)
         return index
+    except store.StoreError:
+        raise
     except (tarfile.TarError, OSError) as e:
         raise ShardError(f"{path}: corrupt or truncated shard ({e})") from None
 
 
-def read_sample(path: Path, members: dict[str, tuple[int, int]], index: int, depth_scale: float) -> Sample:
+def read_sample(path: Location, members: dict[str, tuple[int, int]], index: int, depth_scale: float) -> Sample:
     """One sample of a shard file, from its members' places (`index_shard`)."""
     try:
-        with open(path, "rb") as f:
+        with store.open_binary(path) as f:
             data = {}
             for ext, (offset, size) in members.items():
                 f.seek(offset)
@@ -254,10 +268,10 @@ def read_sample(path: Path, members: dict[str, tuple[int, int]], index: int, dep
         raise ShardError(f"{path} sample {index:0{KEY_DIGITS}d}: unreadable ({e})") from None
 
 
-def shard_sample_count(path: Path) -> int:
+def shard_sample_count(path: Location) -> int:
     """How many samples a shard file holds (its distinct keys), from the tar's member list."""
     try:
-        with tarfile.open(path, mode="r") as tar:
+        with store.open_binary(path) as f, tarfile.open(fileobj=f, mode="r") as tar:
             return len({info.name.partition(".")[0] for info in tar if info.isfile()})
     except (tarfile.TarError, OSError) as e:
         raise ShardError(f"{path}: corrupt or truncated shard ({e})") from None
@@ -266,19 +280,32 @@ def shard_sample_count(path: Path) -> int:
 # ------------------------------------------------------------------------------------ manifests
 
 
-def manifest_path(root: Path) -> Path:
-    return Path(root) / MANIFEST
+def manifest_path(root: Location) -> Location:
+    return store.join(root, MANIFEST)
 
 
-def load_manifest(root: Path) -> dict[str, Any] | None:
-    """The dataset manifest, or None when there is none. A foreign or broken one is an error."""
+def commit_path(root: Location, name: str) -> Location:
+    """Where a URL dataset records committed shard `name` (docs/shard-format.md, "Commits")."""
+    return store.join(root, COMMIT_DIR, f"{name}.json")
+
+
+def load_manifest(root: Location) -> dict[str, Any] | None:
+    """The dataset manifest, or None when there is none. A foreign or broken one is an error. For a URL
+    dataset, the shards are those of manifest.json and of the commit records (the fuller record wins)."""
     path = manifest_path(root)
-    if not path.exists():
-        return None
     try:
-        manifest = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as e:
+        manifest = json.loads(store.read_bytes(path))
+    except FileNotFoundError:
+        return None
+    except store.StoreError:
+        raise
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError) as e:
         raise ShardError(f"{path}: unreadable manifest ({e})") from None
+    if isinstance(manifest, dict) and store.is_url(root) and isinstance(manifest.get("shards"), dict):
+        for record in commit_records(root):
+            old = manifest["shards"].get(record.get("name"))
+            if old is None or (record.get("count") or 0) > (old.get("count") or 0):
+                manifest["shards"][record.get("name")] = record
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT_NAME:
         raise ShardError(f"{path}: not a {FORMAT_NAME} manifest")
     if manifest.get("version") != FORMAT_VERSION:
@@ -352,15 +379,21 @@ def shard_spans(n: int, samples_per_shard: int) -> Iterator[tuple[int, int, int]
         yield k, k * samples_per_shard, min(n, (k + 1) * samples_per_shard)
 
 
-def save_manifest(root: Path, manifest: dict[str, Any]) -> None:
-    """Replace the manifest atomically (write a temporary file, fsync, rename)."""
-    path = manifest_path(root)
-    tmp = temporary_name(path)
-    try:
-        tmp.write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n")
-        with open(tmp, "rb") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)  # a full disk leaves the old manifest and no temporary file
-        raise
+def save_manifest(root: Location, manifest: dict[str, Any], create: bool = False) -> bool:
+    """Replace the manifest atomically (locally a temporary file, fsynced, renamed; in a store one upload).
+    `create`: only if there is none yet; False when another writer's was there first."""
+    return store.write_bytes(manifest_path(root), (json.dumps(manifest, indent=1, sort_keys=True) + "\n").encode(),
+                             create=create)
+
+
+def commit_records(root: Location) -> list[dict[str, Any]]:
+    """The commit records of a URL dataset (read together: one listing, then the records)."""
+    paths = [store.join(root, COMMIT_DIR, n) for n in sorted(store.listing(store.join(root, COMMIT_DIR)))
+             if n.endswith(".json")]
+    records = []
+    for path, data in store.read_many(paths).items():
+        try:
+            records.append(json.loads(data))
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+            raise ShardError(f"{path}: unreadable commit record ({e})") from None
+    return records

@@ -3,11 +3,11 @@ wall. For tests, benchmarks and trying `distill` on a machine without the render
 
 from __future__ import annotations
 
-from pathlib import Path
 
 import numpy as np
 
 from simgen import dataset, shards
+from simgen.store import Location
 
 DEPTH_SCALE = 1000.0  # millimetres, as simgen's indoor default
 MAX_DEPTH_M = 10.0
@@ -31,13 +31,13 @@ def synthetic_sample(index: int, size: tuple[int, int], rng: np.random.Generator
     return shards.Sample(index, rgb, depth, inst, {"index": index, "instances": instances, "scene_family": "indoor"})
 
 
-def write_synthetic_dataset(root: Path, n: int = 24, size: tuple[int, int] = (48, 64), samples_per_shard: int = 8,
-                            seed: int = 0) -> Path:
-    """Write an n-sample synthetic dataset of HxW `size` images to `root` (a new directory)."""
+def write_synthetic_dataset(root: Location, n: int = 24, size: tuple[int, int] = (48, 64), samples_per_shard: int = 8,
+                            seed: int = 0) -> Location:
+    """Write an n-sample synthetic dataset of HxW `size` images to `root` (a new directory or an empty URL prefix)."""
     rng = np.random.default_rng(seed)
     config = {"synthetic": True, "height": size[0], "width": size[1]}
     with dataset.DatasetWriter(root, depth_scale=DEPTH_SCALE, max_depth_m=MAX_DEPTH_M, samples_per_shard=samples_per_shard,
                               config=config, seed=seed, generator="simgen.synthetic") as writer:
         for i in range(n):
             writer.add(synthetic_sample(i, size, rng))
-    return Path(root)
+    return writer.root

@@ -2,13 +2,15 @@
 
 A pure function of its task in what it writes: scenes and cameras come from `simgen.scene`,
 Cycles runs with a fixed seed. One process renders one shard and is then replaced by its pool
-(simgen.runner.RECYCLE_AFTER_SHARDS says why). The engine around it (`simgen.runner`: a local
+(simgen.engines.RECYCLE_AFTER_SHARDS says why). The engine around it (`simgen.engines`: a local
 process pool, Ray tasks or a job array) only decides which shards to give it, and commits them.
 """
 
 from __future__ import annotations
 
 import math
+import socket
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -16,11 +18,13 @@ from typing import Any, Callable
 import numpy as np
 
 from simgen import shards
+from simgen.dataset import committed, finish_shard
 from simgen.assets import load_libraries
 from simgen.bootstrap import import_blenderproc
 from simgen.config import POST_DENOISER, RenderConfig
 from simgen.denoise import denoise
 from simgen.scene import instances, sample_camera, sample_scene
+from simgen.store import is_url
 
 MAX_VIEW_ATTEMPTS = 12
 CHECK_GRID = (24, 18)  # ray-cast probe resolution for rejecting degenerate views before rendering
@@ -47,6 +51,7 @@ class ShardTask:
     start: int
     stop: int
     threads: int = 0  # Cycles threads; 0 = all cores. A run option: results do not depend on it.
+    repair: bool = False  # render even if committed (its file was found damaged)
 
 
 # ------------------------------------------------------------------------------ view validation
@@ -330,12 +335,26 @@ def _choose_view(bproc, config: RenderConfig, scene: dict[str, Any], seed: int, 
     return cam
 
 
+def rendered_by() -> dict[str, str]:
+    """The machine (and, under Ray, the node) that rendered a shard: recorded to find a bad node."""
+    where = {"host": socket.gethostname()}
+    if "ray" in sys.modules:
+        import ray
+
+        if ray.is_initialized():
+            where["ray_node"] = ray.get_runtime_context().get_node_id()
+    return where
+
+
 def render_shard(task: ShardTask, on_sample: Callable[[int], None] | None = None) -> dict[str, Any]:
     """Render samples [task.start, task.stop) and write them as shard file `task.shard_index`.
 
-    Returns the shard's manifest record (simgen.shards.stage_shard: the file is still under its
-    temporary name) plus "rejected" ({reason: count} of degenerate views) and "forced_views"; the
-    runner commits it (simgen.dataset.commit_shard renames it into place)."""
+    Returns the shard's record (simgen.dataset.finish_shard: in a folder, still under its temporary name
+    for the runner to commit; at a URL, committed) plus "rejected" ({reason: count} of degenerate views),
+    "forced_views" and "rendered_by"."""
+    name = shards.shard_name(task.shard_index)
+    if is_url(task.out) and not task.repair and (done := committed(task.out, name, task.stop - task.start)):
+        return dict(done, already=True)  # another driver on this prefix committed it since the plan was made
     config = RenderConfig.from_dict(task.config)
     bproc = import_blenderproc()
     _setup_renderer(bproc, config, task.threads)
@@ -370,8 +389,5 @@ def render_shard(task: ShardTask, on_sample: Callable[[int], None] | None = None
             if on_sample is not None:
                 on_sample(1)
 
-    out = Path(task.out) / shards.SHARD_DIR / shards.shard_name(task.shard_index)
-    record = shards.stage_shard(out, samples, config.resolved_depth_scale())
-    record["rejected"] = rejected
-    record["forced_views"] = sum(1 for s in samples if s.meta["view_forced"])
-    return record
+    return finish_shard(task.out, name, samples, config.resolved_depth_scale(), rejected=rejected,
+                        forced_views=sum(1 for s in samples if s.meta["view_forced"]), rendered_by=rendered_by())

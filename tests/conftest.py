@@ -84,3 +84,29 @@ def train_config():
         return replace(base, **kw)
 
     return make
+
+
+# ------------------------------------------------------------------ object storage
+
+@pytest.fixture(scope="session")
+def s3_server(tmp_path_factory):
+    """moto's S3 server on 127.0.0.1 with credentials checked; stopped when the session ends."""
+    pytest.importorskip("s3fs", reason="needs the cloud extra: pip install -e '.[cloud]'")
+    pytest.importorskip("moto.server", reason="needs moto[server] (the test extra)")
+    from simgen.local_s3 import S3Server
+
+    server = S3Server(tmp_path_factory.mktemp("moto") / "moto.log")
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def s3(s3_server, monkeypatch):
+    """A new bucket on the test server, with this process's AWS_* variables pointing at it. Returns s3://BUCKET."""
+    import s3fs
+
+    for name, value in s3_server.env().items():
+        monkeypatch.setenv(name, value)
+    s3fs.S3FileSystem.clear_instance_cache()  # a client made under other variables must not be reused
+    yield f"s3://{s3_server.bucket()}"
+    s3fs.S3FileSystem.clear_instance_cache()

@@ -134,8 +134,11 @@ def test_user_library_replaces_the_builtin_one(tmp_path):
 
 @pytest.mark.skipif(importlib.util.find_spec("ray") is None, reason="needs ray: pip install -e '.[ray]'")
 def test_ray_executor_fills_the_same_layout(tmp_path, indoor):
-    out = tmp_path / "ray"
-    render(out, 4, "--scene", "indoor", "--seed", "5", "--executor", "ray", "--threads", "1")
+    from ray_loopback import LOOPBACK_DRIVER_ENV
+
+    out = tmp_path / "ray"  # the local Ray instance on 127.0.0.1, not on the machine's outward address
+    render(out, 4, "--scene", "indoor", "--seed", "5", "--executor", "ray", "--threads", "1",
+           env=dict(os.environ, **LOOPBACK_DRIVER_ENV))
     a, b = DatasetReader(indoor), DatasetReader(out)
     assert [r["sha256"] for r in a.shards] == [r["sha256"] for r in b.shards]
 
