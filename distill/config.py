@@ -62,8 +62,7 @@ def drop_retired(saved: dict[str, Any], where: str) -> dict[str, Any]:
 class TrainConfig:
     """Every option of a distillation run, with its one default (docs/distill.md explains each)."""
 
-    shards: list[str] = option([], "simgen dataset: folder or URL such as s3://bucket/prefix (repeatable)",
-                               repeat=True, metavar="DIR|URL")
+    shards: list[str] = option([], "simgen dataset or URL (repeatable)", repeat=True, metavar="DIR|URL")
     images: list[str] = option([], "folder or .txt list of photos (repeatable)",
                                repeat=True, metavar="DIR")
     images_share: float = option(0.5, "share of each batch from --images", low=0, high=1)
