@@ -223,3 +223,29 @@ def test_a_file_url_takes_the_lock_free_protocol(tmp_path):
     assert len(list((tmp_path / "nfs" / "commits").glob("*.json"))) == 3
     local = dataset.DatasetReader(tmp_path / "nfs")  # and it reads as a local folder too (consolidated)
     assert len(dataset.DatasetReader(root)) == len(local) == 12 and local.complete
+
+
+@pytest.mark.parametrize("layout", ["folders", "index.csv"])
+def test_real_rgbd_frames_read_from_the_store_equal_the_local_ones(tmp_path, s3, layout):
+    import torch
+    from PIL import Image
+
+    from distill.data import RGBDFolder
+
+    local = tmp_path / "frames"
+    rng = np.random.default_rng(0)
+    for sub in ("rgb", "depth"):
+        (local / sub).mkdir(parents=True)
+    for i in range(3):
+        Image.fromarray(rng.integers(0, 256, (24, 32, 3), dtype=np.uint8)).save(local / "rgb" / f"f{i}.png")
+        Image.fromarray(rng.integers(500, 5000, (24, 32)).astype(np.uint16)).save(local / "depth" / f"f{i}.png")
+    if layout == "index.csv":
+        (local / "index.csv").write_text("rgb,depth,split\n" + "".join(
+            f"rgb/f{i}.png,depth/f{i}.png,{'test' if i else 'train'}\n" for i in range(3)))
+    fs, path = store._fs(f"{s3}/frames")
+    fs.put(f"{local}/", path, recursive=True)
+    split = "test" if layout == "index.csv" else None
+    a, b = RGBDFolder(local, split=split), RGBDFolder(f"{s3}/frames", split=split)
+    assert len(a) == len(b) == (2 if split else 3)
+    for x, y in zip(a, b):
+        assert x["name"] == y["name"] and torch.equal(x["rgb"], y["rgb"]) and torch.equal(x["depth"], y["depth"])
