@@ -7,6 +7,7 @@ import json
 import os
 import secrets
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -99,28 +100,39 @@ def test_a_two_node_ray_cluster_renders_into_the_store_and_survives_losing_a_nod
     token.write_text(secrets.token_hex(32))
     env = dict(os.environ, **s3_server.env(), RAY_USAGE_STATS_ENABLED="0", RAY_AUTH_MODE="token",
                RAY_AUTH_TOKEN_PATH=str(token))
-    common = ["--num-cpus", "1", "--node-ip-address", "127.0.0.1", "--disable-usage-stats"]
-    head = subprocess.run([*RAY, "start", "--head", "--port", str(port), "--include-dashboard", "false", *common],
-                          capture_output=True, text=True, env=env, timeout=180)
-    worker = None
+    common = ["--num-cpus", "1", "--node-ip-address", "127.0.0.1", "--disable-usage-stats", "--block"]
+    nodes: list[subprocess.Popen] = []
+
+    def start_node(*args: str) -> subprocess.Popen:  # a node in a process group of its own: killpg ends it all
+        nodes.append(subprocess.Popen([*RAY, "start", *args, *common], env=env, stdout=open(
+            tmp_path / f"node-{len(nodes)}.log", "wb"), stderr=subprocess.STDOUT, start_new_session=True))
+        return nodes[-1]
+
     try:
-        assert head.returncode == 0, head.stderr
-        # the second node, as its own process group so that killing it kills the node and its workers
-        worker = subprocess.Popen([*RAY, "start", "--address", f"127.0.0.1:{port}", "--block", *common], env=env,
-                                  stdout=open(tmp_path / "worker-node.log", "wb"), stderr=subprocess.STDOUT,
-                                  start_new_session=True)
+        start_node("--head", "--port", str(port), "--include-dashboard", "false")
+        _wait_for(lambda: _answers(port), timeout=120, what="the head node")
+        worker = start_node("--address", f"127.0.0.1:{port}")
         driver = subprocess.Popen(_render(url, "--executor", "ray", "--ray-address", f"127.0.0.1:{port}",
                                           "--threads", "1"), env=dict(env, **LOOPBACK_DRIVER_ENV),
                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        nodes = lambda: {r["rendered_by"]["ray_node"] for r in _committed(url).values()}  # noqa: E731
-        _wait_for(lambda: len(nodes()) == 2 or driver.poll() is not None, timeout=600, what="shards of both nodes")
-        assert len(nodes()) == 2, driver.communicate()  # both nodes rendered
+        rendered_on = lambda: {r["rendered_by"]["ray_node"] for r in _committed(url).values()}  # noqa: E731
+        _wait_for(lambda: len(rendered_on()) == 2 or driver.poll() is not None, timeout=600, what="both nodes")
+        assert len(rendered_on()) == 2, driver.communicate()  # both nodes rendered
         assert driver.poll() is None and len(_committed(url)) < len(SHARDS)  # ... and the run is not over
         os.killpg(worker.pid, signal.SIGKILL)  # the worker node dies mid-run
         _, err = driver.communicate(timeout=600)
         assert driver.returncode == 0, err
         _assert_equals_reference(url, reference)
     finally:
-        if worker is not None and worker.poll() is None:
-            os.killpg(worker.pid, signal.SIGKILL)
-        subprocess.run([*RAY, "stop", "--force"], capture_output=True, timeout=120)
+        for node in nodes:  # every process of both nodes (not other Ray instances on this machine)
+            if node.poll() is None:
+                os.killpg(node.pid, signal.SIGKILL)
+            node.wait()
+
+
+def _answers(port: int) -> bool:
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=1).close()
+        return True
+    except OSError:
+        return False
