@@ -135,7 +135,8 @@ def run_ray(tasks: list[ShardTask], address: str | None, bar, on_done) -> None:
     started_here = not ray.is_initialized()
     if started_here:
         require_reachable(address)
-        ray.init(address=address, include_dashboard=False, log_to_driver=False)
+        # "local": a new local instance, not the last cluster recorded in /tmp/ray (maybe dead: ray.init() would wait on it)
+        ray.init(address=address or "local", include_dashboard=False, log_to_driver=False)
     remote = ray.remote(max_calls=RECYCLE_AFTER_SHARDS, num_cpus=max(1, tasks[0].threads))(render_shard)
     pending = {remote.remote(t): t for t in tasks}
     try:

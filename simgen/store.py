@@ -31,6 +31,10 @@ PACKAGES = {"s3": "s3fs", "s3a": "s3fs", "gs": "gcsfs", "gcs": "gcsfs", "az": "a
             "abfss": "adlfs"}
 
 
+# packages whose exceptions are a store's failures, not the project's bugs
+CLIENT_MODULES = {"botocore", "aiobotocore", "aiohttp", "google", "azure", "requests", "urllib3"}
+
+
 class StoreError(OSError):
     """An object store that cannot be used as given; the message says what to check."""
 
@@ -146,6 +150,10 @@ def _call(loc: Location, what: str, *args: Any, **kwargs: Any) -> Any:
         raise
     except (PermissionError, OSError) as e:
         raise explain(str(loc), e) from None
+    except Exception as e:  # a client's own errors (botocore: an endpoint gone mid-run): one line too
+        if type(e).__module__.split(".")[0] in CLIENT_MODULES:
+            raise explain(str(loc), e) from None
+        raise
 
 
 def exists(loc: Location) -> bool:
@@ -161,11 +169,14 @@ def read_bytes(loc: Location) -> bytes:
 
 def read_many(locs: list[Location]) -> dict[Location, bytes]:
     """Several whole files at once (a store fetches them concurrently); missing ones are left out."""
-    remote = [loc for loc in locs if _local(loc) is None]
     out: dict[Location, bytes] = {}
+    remote = []
     for loc in locs:
-        if _local(loc) is not None and _local(loc).is_file():
-            out[loc] = _local(loc).read_bytes()
+        local = _local(loc)
+        if local is None:
+            remote.append(loc)
+        elif local.is_file():
+            out[loc] = local.read_bytes()
     if remote:
         fs, _ = _fs(str(remote[0]))
         paths = {_fs(str(loc))[1]: loc for loc in remote}

@@ -249,3 +249,22 @@ def test_real_rgbd_frames_read_from_the_store_equal_the_local_ones(tmp_path, s3,
     assert len(a) == len(b) == (2 if split else 3)
     for x, y in zip(a, b):
         assert x["name"] == y["name"] and torch.equal(x["rgb"], y["rgb"]) and torch.equal(x["depth"], y["depth"])
+
+
+def test_a_store_that_goes_away_mid_read_is_one_line(tmp_path, monkeypatch):
+    """A server of its own, stopped after the reader opened the dataset: the next read says what failed."""
+    s3fs = pytest.importorskip("s3fs")
+    pytest.importorskip("moto.server")
+    from simgen.local_s3 import S3Server
+
+    server = S3Server(tmp_path / "moto.log")
+    try:
+        for name, value in server.env().items():
+            monkeypatch.setenv(name, value)
+        s3fs.S3FileSystem.clear_instance_cache()
+        reader = dataset.DatasetReader(write_synthetic_dataset(f"s3://{server.bucket()}/sims", n=8, samples_per_shard=4))
+    finally:
+        server.stop()
+    with pytest.raises(store.StoreError, match="the store failed"):
+        next(reader.iter_samples())
+    s3fs.S3FileSystem.clear_instance_cache()
