@@ -232,12 +232,7 @@ def render(out: str | Path, config: RenderConfig, seed: int, n: int, workers: in
     todo = _adopt_or_clean(out, manifest, plan(manifest, n, shard_range, damaged))
     if threads is None:  # share the cores between the local workers
         threads = max(1, (os.cpu_count() or 1) // workers) if workers > 1 else 0
-    folders = library_folders(config)
-    tasks = [ShardTask(str(out), config.to_dict(), folders, seed, k, a, b, threads, shards.shard_name(k) in damaged)
-             for k, a, b in todo]
-    if store.is_url(out) and tasks:  # drivers sharing a prefix start at different shards, and skip each other's
-        start = secrets.randbelow(len(tasks))
-        tasks = tasks[start:] + tasks[:start]
+    tasks = _tasks(out, config, seed, todo, threads, damaged)
     total = sum(t.stop - t.start for t in tasks)
     summary = {"out": str(out), "rendered": 0, "shards": len(tasks), "rejected": {},
                "repaired": sorted(damaged & {shards.shard_name(k) for k, _, _ in todo})}
@@ -263,6 +258,17 @@ def render(out: str | Path, config: RenderConfig, seed: int, n: int, workers: in
     if store.is_url(out):
         dataset.consolidate(out)
     return summary
+
+
+def _tasks(out: Location, config: RenderConfig, seed: int, todo: list[tuple[int, int, int]], threads: int,
+           damaged: set[str]) -> list[ShardTask]:
+    folders = library_folders(config)
+    tasks = [ShardTask(str(out), config.to_dict(), folders, seed, k, a, b, threads, shards.shard_name(k) in damaged)
+             for k, a, b in todo]
+    if store.is_url(out) and tasks:  # drivers sharing a prefix start at different shards, and skip each other's
+        start = secrets.randbelow(len(tasks))
+        tasks = tasks[start:] + tasks[:start]
+    return tasks
 
 
 def iter_shard_ranges(n: int, samples_per_shard: int, parts: int) -> Iterable[tuple[int, int]]:
