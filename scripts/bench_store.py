@@ -91,7 +91,7 @@ def run(args: argparse.Namespace, tmp: Path, bucket: str, server: S3Server) -> N
     size = parse_size(RESOLUTION).hw  # the demo renders at this size
     local = str(args.dataset or write_synthetic_dataset(tmp / "ds", n=args.n, size=size, samples_per_shard=32))
     remote = f"{bucket}/ds"
-    fs, path = store._fs(remote)
+    fs, path = store.filesystem(remote)
     fs.put(local.rstrip("/") + "/", path, recursive=True)  # as `aws s3 sync DIR s3://...` would
     ds = DatasetReader(remote)
     print(f"{len(ds)} samples in {len(ds.shards)} shards ({sum(r['bytes'] for r in ds.shards) / 1e6:.0f} MB), "

@@ -296,16 +296,7 @@ class DatasetReader:
             pool.shutdown(wait=False, cancel_futures=True)
 
     def _fetch(self, record: dict[str, Any]) -> bytes:
-        path = self.shard_path(record)
-        try:
-            return store.read_bytes(path)
-        except FileNotFoundError:
-            raise ShardError(f"{path}: listed in the manifest but missing (rerun the `simgen render` command "
-                             "that made it to repair it)") from None
-        except store.StoreError:
-            raise
-        except OSError:
-            return read_shard(path)  # raises the shard's one-line error
+        return read_shard(self.shard_path(record))
 
     def verify(self, record: dict[str, Any]) -> str | None:
         """None when the shard file matches its checksum and holds the samples its record counts, else what

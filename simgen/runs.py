@@ -8,7 +8,6 @@ is refused with what differs. Nothing finished is ever deleted or overwritten.
 
 from __future__ import annotations
 
-import hashlib
 import os
 from dataclasses import asdict
 from pathlib import Path
@@ -20,12 +19,10 @@ NEW, RESUME, FINISHED = "new", "resume", "finished"
 
 
 def sha256_file(path: str | Path) -> str:
-    """Hex sha256 of a file's bytes, read in 1 MiB blocks."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
+    """Hex sha256 of a local file's bytes (simgen.store.sha256 also takes URLs)."""
+    from simgen.store import sha256
+
+    return sha256(Path(path))
 
 
 def differences(old: dict[str, Any], new: dict[str, Any], ignore: set[str] | frozenset = frozenset()) -> list[str]:

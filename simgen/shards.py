@@ -194,6 +194,9 @@ def read_shard(path: Location) -> bytes:
     """A shard file's bytes (one read, or one GET from a store)."""
     try:
         return store.read_bytes(path)
+    except FileNotFoundError:
+        raise ShardError(f"{path}: listed in the manifest but missing (rerun the `simgen render` command that made "
+                         "it to repair it)") from None
     except store.StoreError:
         raise
     except OSError as e:

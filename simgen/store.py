@@ -59,7 +59,7 @@ def name_of(loc: Location) -> str:
     return str(loc).rstrip("/").rsplit("/", 1)[-1] if is_url(loc) else Path(loc).name
 
 
-def _fs(url: str) -> tuple[Any, str]:
+def filesystem(url: str) -> tuple[Any, str]:
     """(fsspec filesystem, path inside it) of a URL; a missing package or unknown scheme is one line."""
     scheme = url.split("://", 1)[0].lower()
     try:
@@ -127,7 +127,7 @@ def open_store(root: Location) -> None:
     bucket exists and the credentials may list the prefix (one listing of it). Local paths need nothing."""
     if not is_url(root) or _local(root) is not None:
         return
-    fs, path = _fs(str(root))
+    fs, path = filesystem(str(root))
     check_reachable(str(root))
     try:
         fs.ls(path, refresh=True)
@@ -139,7 +139,7 @@ def open_store(root: Location) -> None:
 
 
 def _call(loc: Location, what: str, *args: Any, **kwargs: Any) -> Any:
-    fs, path = _fs(str(loc))
+    fs, path = filesystem(str(loc))
     try:
         return getattr(fs, what)(path, *args, **kwargs)
     except FileNotFoundError as e:
@@ -178,8 +178,8 @@ def read_many(locs: list[Location]) -> dict[Location, bytes]:
         elif local.is_file():
             out[loc] = local.read_bytes()
     if remote:
-        fs, _ = _fs(str(remote[0]))
-        paths = {_fs(str(loc))[1]: loc for loc in remote}
+        fs, _ = filesystem(str(remote[0]))
+        paths = {filesystem(str(loc))[1]: loc for loc in remote}
         try:
             got = fs.cat(list(paths), on_error="omit")
         except (PermissionError, OSError) as e:
@@ -195,11 +195,9 @@ def open_binary(loc: Location) -> IO[bytes]:
 
 
 def sha256(loc: Location) -> str:
-    h = hashlib.sha256()
+    """Hex sha256 of a file's or object's bytes, read in blocks."""
     with open_binary(loc) as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
+        return hashlib.file_digest(f, "sha256").hexdigest()
 
 
 def listing(folder: Location) -> dict[str, int]:
@@ -223,7 +221,7 @@ def write_bytes(loc: Location, data: bytes, create: bool = False) -> bool:
     this checks first, which two writers can race)."""
     local = _local(loc)
     if local is None:
-        fs, _ = _fs(str(loc))
+        fs, _ = filesystem(str(loc))
         if create and not _conditional_create(fs):
             if exists(loc):
                 return False
@@ -262,7 +260,7 @@ def upload(local_file: Path, loc: Location) -> None:
     if target is not None:
         write_bytes(target, Path(local_file).read_bytes())
         return
-    fs, path = _fs(str(loc))
+    fs, path = filesystem(str(loc))
     try:
         fs.put_file(str(local_file), path)
     except (PermissionError, OSError) as e:

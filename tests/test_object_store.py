@@ -19,7 +19,7 @@ from conftest import SIZE, make_sample
 
 def _objects(url: str) -> dict[str, bytes]:
     """Every object under a URL prefix, by its path below the prefix."""
-    fs, path = store._fs(url)
+    fs, path = store.filesystem(url)
     return {p[len(path) + 1:]: fs.cat_file(p) for p in fs.find(path)}
 
 
@@ -49,7 +49,7 @@ def test_a_dataset_written_to_the_store_holds_the_bytes_of_the_local_one(tmp_pat
 
 def test_a_shard_counts_only_once_its_record_is_written(s3):
     root = write_synthetic_dataset(f"{s3}/sims", n=16, samples_per_shard=8)
-    fs, path = store._fs(root)
+    fs, path = store.filesystem(root)
     fs.rm_file(f"{path}/commits/{shards.shard_name(1)}.json")
     manifest = json.loads(fs.cat_file(f"{path}/manifest.json"))
     del manifest["shards"][shards.shard_name(1)]  # as before the writer consolidated the manifest
@@ -90,7 +90,7 @@ def test_a_prefix_that_holds_other_things_is_refused_and_left_alone(s3):
     from simgen.config import RenderConfig
     from simgen.runner import DatasetError, open_dataset_for_render
 
-    fs, path = store._fs(s3)
+    fs, path = store.filesystem(s3)
     fs.pipe_file(f"{path}/theirs/data.csv", b"a,b\n")
     with pytest.raises(DatasetError, match="not empty and holds no simgen dataset"):
         open_dataset_for_render(store.location(f"{s3}/theirs"), RenderConfig(), 0, 4)
@@ -242,7 +242,7 @@ def test_real_rgbd_frames_read_from_the_store_equal_the_local_ones(tmp_path, s3,
     if layout == "index.csv":
         (local / "index.csv").write_text("rgb,depth,split\n" + "".join(
             f"rgb/f{i}.png,depth/f{i}.png,{'test' if i else 'train'}\n" for i in range(3)))
-    fs, path = store._fs(f"{s3}/frames")
+    fs, path = store.filesystem(f"{s3}/frames")
     fs.put(f"{local}/", path, recursive=True)
     split = "test" if layout == "index.csv" else None
     a, b = RGBDFolder(local, split=split), RGBDFolder(f"{s3}/frames", split=split)
