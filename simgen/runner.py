@@ -93,8 +93,11 @@ def _existing_dataset(out: Location) -> dict[str, Any] | None:
     except shards.ShardError as e:
         raise DatasetError(f"{e}; this directory holds something else: choose another --out") from None
     if manifest is None:
+        names = store.listing(out)
+        if shards.MANIFEST in names:  # another driver created it since it was read: the caller's create fails
+            return None               # and it is read and checked then
         ours = (".manifest.lock", shards.SHARD_DIR, shards.COMMIT_DIR, LOG_DIR)
-        foreign = [name for name in store.listing(out) if name not in ours and not name.startswith(".write-test-")]
+        foreign = [name for name in names if name not in ours and not name.startswith(".write-test-")]
         foreign += list(store.listing(store.join(out, shards.SHARD_DIR)))
         if foreign:
             raise DatasetError(f"--out {out} is not empty and holds no simgen dataset "

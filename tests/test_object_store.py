@@ -268,3 +268,21 @@ def test_a_store_that_goes_away_mid_read_is_one_line(tmp_path, monkeypatch):
     with pytest.raises(store.StoreError, match="the store failed"):
         next(reader.iter_samples())
     s3fs.S3FileSystem.clear_instance_cache()
+
+
+def test_a_manifest_another_driver_creates_between_read_and_listing_is_checked_not_refused(s3, monkeypatch):
+    """Two drivers start at once: one reads no manifest, the other creates it, the first then lists the prefix."""
+    from simgen.config import RenderConfig
+    from simgen.runner import open_dataset_for_render
+
+    url = store.location(f"{s3}/sims")
+    first = open_dataset_for_render(url, RenderConfig(), 0, 4)
+    real, calls = shards.load_manifest, []
+
+    def read_just_before_it_landed(root):
+        calls.append(root)
+        return None if len(calls) == 1 else real(root)
+
+    monkeypatch.setattr(shards, "load_manifest", read_just_before_it_landed)
+    assert open_dataset_for_render(url, RenderConfig(), 0, 4)["created"] == first["created"]
+    assert len(calls) >= 2
